@@ -1,0 +1,1 @@
+"""Flexbot core: everything that does not need Discord."""

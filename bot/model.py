@@ -1,0 +1,114 @@
+"""Plain values shared by the core: edit parameters, sizes and money helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Literal
+
+MICROS_PER_USD = 1_000_000
+
+#: fal's named sizes for this endpoint, with the pixels each one produces.
+PRESET_SIZES: dict[str, tuple[int, int]] = {
+    "square_hd": (1024, 1024),
+    "square": (512, 512),
+    "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024),
+    "landscape_4_3": (1024, 768),
+    "landscape_16_9": (1024, 576),
+}
+
+OutputFormat = Literal["jpeg", "png"]
+SafetyTolerance = Literal["1", "2", "3", "4", "5"]
+
+DEFAULT_SAFETY_TOLERANCE: SafetyTolerance = "2"
+DEFAULT_GUIDANCE = 3.5
+DEFAULT_STEPS = 28
+MAX_IMAGES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSize:
+    """``auto``, one of fal's presets, or a custom width x height."""
+
+    preset: str | None = "auto"
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def is_auto(self) -> bool:
+        return self.preset == "auto"
+
+    def pixels(self) -> tuple[int, int] | None:
+        """The output's width and height, or None when the model picks (``auto``)."""
+        if self.preset is None:
+            assert self.width is not None and self.height is not None
+            return (self.width, self.height)
+        return PRESET_SIZES.get(self.preset)
+
+    def to_fal(self) -> str | dict[str, int]:
+        if self.preset is None:
+            return {"width": self.width or 0, "height": self.height or 0}
+        return self.preset
+
+    def __str__(self) -> str:
+        if self.preset is None:
+            return f"{self.width}x{self.height}"
+        return self.preset
+
+
+@dataclass(frozen=True, slots=True)
+class EditParams:
+    """One validated request to ``fal-ai/flux-2-flex/edit``, minus its image URLs."""
+
+    prompt: str
+    image_size: ImageSize = field(default_factory=ImageSize)
+    seed: int | None = None
+    safety_tolerance: SafetyTolerance = DEFAULT_SAFETY_TOLERANCE
+    enable_safety_checker: bool = True
+    output_format: OutputFormat = "jpeg"
+    guidance_scale: float = DEFAULT_GUIDANCE
+    num_inference_steps: int = DEFAULT_STEPS
+
+    def to_fal_input(self, image_urls: list[str]) -> dict[str, Any]:
+        """The JSON body fal expects, with our inputs' uploaded URLs."""
+        body: dict[str, Any] = {
+            "prompt": self.prompt,
+            "image_urls": list(image_urls),
+            "image_size": self.image_size.to_fal(),
+            "safety_tolerance": self.safety_tolerance,
+            "enable_safety_checker": self.enable_safety_checker,
+            "output_format": self.output_format,
+            "guidance_scale": self.guidance_scale,
+            "num_inference_steps": self.num_inference_steps,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed
+        return body
+
+    def to_json(self) -> str:
+        """A stable JSON form for the jobs table."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EditParams:
+        data = json.loads(text)
+        data["image_size"] = ImageSize(**data["image_size"])
+        return cls(**data)
+
+
+def usd(micros: int) -> str:
+    """Format micro-dollars for people: ``$0.05``, ``$1.25``, ``$0.0025``."""
+    amount = Decimal(micros) / MICROS_PER_USD
+    if micros % 10_000 == 0:
+        return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"
+    return f"${amount.normalize():f}"
+
+
+def micros_from_usd(text: str | float | int | Decimal) -> int:
+    """Parse a dollar amount exactly into micro-dollars (no float rounding)."""
+    value = Decimal(str(text)) * MICROS_PER_USD
+    if value != value.to_integral_value():
+        raise ValueError(f"{text} has more precision than a micro-dollar")
+    return int(value)

@@ -1,0 +1,1 @@
+"""Thin discord.py adapters over the Flexbot core."""
