@@ -43,7 +43,8 @@ class ImageSize:
     def pixels(self) -> tuple[int, int] | None:
         """The output's width and height, or None when the model picks (``auto``)."""
         if self.preset is None:
-            assert self.width is not None and self.height is not None
+            assert self.width is not None
+            assert self.height is not None
             return (self.width, self.height)
         return PRESET_SIZES.get(self.preset)
 

@@ -1,0 +1,168 @@
+"""User input -> validated EditParams (pure). Every error names the parameter, value and range."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from bot.errors import InvalidParameter
+from bot.model import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SAFETY_TOLERANCE,
+    DEFAULT_STEPS,
+    MAX_IMAGES,
+    PRESET_SIZES,
+    EditParams,
+    ImageSize,
+    OutputFormat,
+    SafetyTolerance,
+)
+
+GUIDANCE_RANGE = (1.5, 10.0)
+STEPS_RANGE = (2, 50)
+SEED_RANGE = (0, 2**63 - 1)
+SIDE_RANGE = (64, 8192)
+SAFETY_LEVELS: tuple[SafetyTolerance, ...] = ("1", "2", "3", "4", "5")
+FORMATS: tuple[OutputFormat, ...] = ("jpeg", "png")
+SIZE_CHOICES = ("auto", *PRESET_SIZES)
+_CUSTOM_SIZE = re.compile(r"^\s*(\d+)\s*[x\u00d7*]\s*(\d+)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ParamLimits:
+    """The operator's bounds on what members may ask for."""
+
+    max_prompt_chars: int = 2000
+    max_output_megapixels: float = 4.0
+    megapixel_pixels: int = 1024 * 1024
+
+
+def clean_prompt(prompt: str | None, max_chars: int) -> str:
+    """Trim, drop control and format characters (keeping newlines), bound the length."""
+    text = "".join(
+        " " if ch == "\t" else ch
+        for ch in (prompt or "")
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
+    ).strip()
+    if not text:
+        raise InvalidParameter("prompt", prompt or "", "a description of the edit (not empty)")
+    if len(text) > max_chars:
+        raise InvalidParameter(
+            "prompt", f"{len(text)} characters", f"at most {max_chars} characters"
+        )
+    return text
+
+
+def _number(name: str, value: str | int | float, kind: type[int] | type[float]) -> int | float:
+    if isinstance(value, bool):
+        raise InvalidParameter(name, value, "a number")
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        return float(value)
+    except ValueError:
+        raise InvalidParameter(
+            name, value, "a whole number" if kind is int else "a number"
+        ) from None
+
+
+def _in_range(name: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi or value != value:  # NaN fails too
+        raise InvalidParameter(name, value, f"{lo:g} to {hi:g}")
+
+
+def parse_size(
+    size: str | None, width: str | int | None, height: str | int | None, limits: ParamLimits
+) -> ImageSize:
+    """``auto``, a preset name, ``WxH``, or explicit width and height."""
+    if width is not None or height is not None:
+        if size not in (None, "", "custom"):
+            raise InvalidParameter("size", size, "leave size empty when giving width and height")
+        if width is None or height is None:
+            missing = "height" if height is None else "width"
+            raise InvalidParameter(missing, None, "give both width and height")
+        w, h = int(_number("width", width, int)), int(_number("height", height, int))
+    else:
+        text = (size or "auto").strip().lower()
+        if text in SIZE_CHOICES:
+            return ImageSize(preset=text)
+        match = _CUSTOM_SIZE.match(text)
+        if not match:
+            raise InvalidParameter(
+                "size", size, f"auto, {', '.join(PRESET_SIZES)} or WIDTHxHEIGHT like 1024x768"
+            )
+        w, h = int(match[1]), int(match[2])
+    for name, side in (("width", w), ("height", h)):
+        _in_range(name, side, *SIDE_RANGE)
+    megapixels = w * h / limits.megapixel_pixels
+    if megapixels > limits.max_output_megapixels:
+        raise InvalidParameter(
+            "size",
+            f"{w}x{h} ({megapixels:.1f} MP)",
+            f"at most {limits.max_output_megapixels:g} MP on this server",
+        )
+    return ImageSize(preset=None, width=w, height=h)
+
+
+def parse_edit_params(
+    *,
+    prompt: str | None,
+    num_images: int,
+    limits: ParamLimits,
+    seed: str | int | None = None,
+    steps: str | int | None = None,
+    guidance: str | float | None = None,
+    size: str | None = None,
+    width: str | int | None = None,
+    height: str | int | None = None,
+    output_format: str | None = None,
+    safety_tolerance: str | int | None = None,
+    enable_safety_checker: bool | None = None,
+) -> EditParams:
+    """Validate raw inputs (strings from a CLI or typed Discord options) into EditParams."""
+    text = clean_prompt(prompt, limits.max_prompt_chars)
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise InvalidParameter("images", num_images, f"1 to {MAX_IMAGES} images")
+
+    seed_value: int | None = None
+    if seed is not None and seed != "":
+        seed_value = int(_number("seed", seed, int))
+        _in_range("seed", seed_value, *SEED_RANGE)
+
+    steps_value = DEFAULT_STEPS
+    if steps is not None and steps != "":
+        steps_value = int(_number("steps", steps, int))
+        _in_range("steps", steps_value, *STEPS_RANGE)
+
+    guidance_value = DEFAULT_GUIDANCE
+    if guidance is not None and guidance != "":
+        guidance_value = float(_number("guidance", guidance, float))
+        _in_range("guidance", guidance_value, *GUIDANCE_RANGE)
+
+    fmt = (output_format or "jpeg").strip().lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    if fmt not in FORMATS:
+        raise InvalidParameter("format", output_format, "jpeg or png")
+
+    safety: SafetyTolerance = DEFAULT_SAFETY_TOLERANCE
+    if safety_tolerance is not None and safety_tolerance != "":
+        level = str(safety_tolerance).strip()
+        if level not in SAFETY_LEVELS:
+            raise InvalidParameter(
+                "safety_tolerance", safety_tolerance, "1 (strictest) to 5 (most permissive)"
+            )
+        safety = level
+
+    return EditParams(
+        prompt=text,
+        image_size=parse_size(size, width, height, limits),
+        seed=seed_value,
+        safety_tolerance=safety,
+        enable_safety_checker=True if enable_safety_checker is None else enable_safety_checker,
+        output_format=fmt,
+        guidance_scale=guidance_value,
+        num_inference_steps=steps_value,
+    )

@@ -1,0 +1,1 @@
+"""Persistence: SQLite database with numbered migrations, and the content-addressed blob store."""
