@@ -113,3 +113,74 @@ def micros_from_usd(text: str | float | int | Decimal) -> int:
     if value != value.to_integral_value():
         raise ValueError(f"{text} has more precision than a micro-dollar")
     return int(value)
+
+
+class JobState:
+    """The stored states of a job (DESIGN §3)."""
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    FETCHED = "fetched"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    ACTIVE = frozenset({QUEUED, SUBMITTING, RUNNING})
+    FINAL = frozenset({DELIVERED, UNDELIVERABLE, CANCELLED, FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asked, and where: what budgets and limits apply."""
+
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int | None = None
+    role_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A row of the jobs table."""
+
+    id: int
+    state: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    role_ids: tuple[int, ...]
+    origin: str
+    parent_job_id: int | None
+    endpoint: str
+    params: EditParams
+    input_hashes: tuple[str, ...]
+    seed: int | None
+    estimate_micros: int
+    cost_micros: int | None
+    held_micros: int
+    charged_micros: int
+    cancel_requested: bool
+    fal_request_id: str | None
+    submit_attempts: int
+    output_hash: str | None
+    output_width: int | None
+    output_height: int | None
+    failure_reason: str | None
+    status_message_id: int | None
+    result_message_id: int | None
+    source_message_id: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+    @property
+    def requester(self) -> Requester:
+        return Requester(self.user_id, self.guild_id, self.channel_id, self.role_ids)
+
+    @property
+    def delivery_key(self) -> str:
+        """Stable per job, so a platform that deduplicates can drop a second post."""
+        return f"flexbot-job-{self.id}"

@@ -1,0 +1,196 @@
+"""Budget rules (pure): which limits apply to a member, and whether a job fits under them.
+
+Resolution of each limit, most specific first: a user override, else the highest of the member's
+role overrides (unlimited beats any number), else the guild's override, else a global override,
+else the setting. All windows are UTC calendar days and months.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.model import usd
+from bot.settings import Settings
+
+MONEY_LIMITS = ("user_daily_cap", "user_monthly_cap", "guild_monthly_cap", "global_monthly_cap")
+COUNT_LIMITS = ("user_max_queued", "user_max_running", "user_cooldown_seconds")
+LIMIT_NAMES = MONEY_LIMITS + COUNT_LIMITS
+_ROLE_LIMITS = frozenset(
+    {
+        "user_daily_cap",
+        "user_monthly_cap",
+        "user_max_queued",
+        "user_max_running",
+        "user_cooldown_seconds",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits that apply to one member in one guild, with where each came from."""
+
+    values: Mapping[str, int | None]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> int | None:
+        return self.values[name]
+
+
+def default_limits(settings: Settings) -> dict[str, int | None]:
+    return {
+        "user_daily_cap": settings.user_daily_cap,
+        "user_monthly_cap": settings.user_monthly_cap,
+        "guild_monthly_cap": settings.guild_monthly_cap,
+        "global_monthly_cap": settings.global_monthly_cap,
+        "user_max_queued": settings.user_max_queued,
+        "user_max_running": settings.user_max_running,
+        "user_cooldown_seconds": int(settings.user_cooldown_seconds),
+    }
+
+
+def _higher(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else max(a, b)
+
+
+def resolve_limits(
+    defaults: Mapping[str, int | None],
+    overrides: Iterable[tuple[str, int, str, int | None]],
+) -> Limits:
+    """Combine settings and (scope, target_id, name, value) overrides into effective limits."""
+    by_scope: dict[str, dict[str, int | None]] = {"global": {}, "guild": {}, "user": {}}
+    roles: dict[str, tuple[int | None, int]] = {}
+    for scope, target, name, value in overrides:
+        if scope == "role":
+            if name not in _ROLE_LIMITS:
+                continue
+            # Cooldown is the one limit where lower is more generous.
+            if name in roles:
+                old, _ = roles[name]
+                value = (
+                    min(old or 0, value or 0)
+                    if name == "user_cooldown_seconds"
+                    else _higher(old, value)
+                )
+            roles[name] = (value, target)
+        else:
+            by_scope[scope][name] = value
+    values: dict[str, int | None] = {}
+    sources: dict[str, str] = {}
+    for name in LIMIT_NAMES:
+        if name in by_scope["user"]:
+            values[name], sources[name] = by_scope["user"][name], "member override"
+        elif name in roles:
+            values[name], sources[name] = roles[name][0], f"role <@&{roles[name][1]}>"
+        elif name in by_scope["guild"]:
+            values[name], sources[name] = by_scope["guild"][name], "server setting"
+        elif name in by_scope["global"]:
+            values[name], sources[name] = by_scope["global"][name], "bot-wide override"
+        else:
+            values[name], sources[name] = defaults[name], "default"
+    return Limits(values, sources)
+
+
+def day_start(now: float) -> datetime:
+    t = datetime.fromtimestamp(now, UTC)
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_start(now: float) -> datetime:
+    return day_start(now).replace(day=1)
+
+
+def next_month(now: float) -> datetime:
+    start = month_start(now)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def humanize_delta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a job was not queued, in the member's words, with the numbers behind it."""
+
+    limit: str
+    message: str
+    remaining_micros: int | None = None
+    resets_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Money held or spent in each window that matters for one member, at one instant."""
+
+    user_day: int
+    user_month: int
+    guild_month: int
+    global_month: int
+    user_credit: int = 0
+
+
+def _resets(at: datetime, now: float) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC (in {humanize_delta(at.timestamp() - now)})"
+
+
+def check_budget(estimate: int, limits: Limits, usage: Usage, now: float) -> Refusal | None:
+    """The first money cap this estimate would break, or None when it fits."""
+    tomorrow = day_start(now) + timedelta(days=1)
+    month = next_month(now)
+    checks = (
+        ("user_daily_cap", usage.user_day, usage.user_credit, "your daily budget", tomorrow),
+        ("user_monthly_cap", usage.user_month, usage.user_credit, "your monthly budget", month),
+        ("guild_monthly_cap", usage.guild_month, 0, "this server's monthly budget", month),
+        ("global_monthly_cap", usage.global_month, 0, "the bot's monthly budget", month),
+    )
+    for name, spent, credit, words, resets in checks:
+        cap = limits[name]
+        if cap is None:
+            continue
+        remaining = max(0, cap + credit - spent)
+        if estimate > remaining:
+            return Refusal(
+                limit=name,
+                message=(
+                    f"This edit costs about {usd(estimate)}, but only {usd(remaining)} is left of "
+                    f"{words} ({usd(cap + credit)}). It resets {_resets(resets, now)}. Use fewer "
+                    "or smaller images, or ask an admin for more credit."
+                ),
+                remaining_micros=remaining,
+                resets_at=resets,
+            )
+    return None
+
+
+def check_counts(
+    limits: Limits, queued: int, running: int, last_submit: float | None, now: float
+) -> Refusal | None:
+    """Per-member queue size and cooldown."""
+    max_queued = limits["user_max_queued"]
+    if max_queued is not None and queued >= max_queued:
+        return Refusal(
+            "user_max_queued",
+            f"You already have {queued} edits waiting (the limit is {max_queued}). Wait for one "
+            "to finish or cancel one with /queue.",
+        )
+    cooldown = limits["user_cooldown_seconds"] or 0
+    if last_submit is not None and now - last_submit < cooldown:
+        wait = cooldown - (now - last_submit)
+        return Refusal(
+            "user_cooldown_seconds",
+            f"Slow down a little: you can start another edit in {humanize_delta(wait + 0.999)}.",
+            resets_at=datetime.fromtimestamp(last_submit + cooldown, UTC),
+        )
+    return None

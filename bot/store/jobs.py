@@ -1,0 +1,277 @@
+"""The jobs table (the queue) and the ledger (the money), as SQL behind small functions.
+
+Every state change is a compare-and-set: ``UPDATE ... WHERE id = ? AND state IN (...)``; the caller
+learns whether it won. Money moves only together with a ledger row, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.model import EditParams, Job
+
+_COLUMNS = (
+    "id, state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id, endpoint, params,"
+    " input_hashes, seed, estimate_micros, cost_micros, held_micros, charged_micros,"
+    " cancel_requested, fal_request_id, submit_attempts, output_hash, output_width,"
+    " output_height, failure_reason, status_message_id, result_message_id, source_message_id,"
+    " created_at, started_at, finished_at, updated_at"
+)
+_UPDATABLE = frozenset(
+    {
+        "seed",
+        "cost_micros",
+        "fal_request_id",
+        "submit_attempts",
+        "output_hash",
+        "output_width",
+        "output_height",
+        "failure_reason",
+        "status_message_id",
+        "result_message_id",
+        "started_at",
+        "finished_at",
+        "cancel_requested",
+    }
+)
+LEDGER_KINDS = ("reserve", "release", "charge", "refund")
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    return Job(
+        id=row["id"],
+        state=row["state"],
+        user_id=row["user_id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        role_ids=tuple(json.loads(row["role_ids"])),
+        origin=row["origin"],
+        parent_job_id=row["parent_job_id"],
+        endpoint=row["endpoint"],
+        params=EditParams.from_json(row["params"]),
+        input_hashes=tuple(json.loads(row["input_hashes"])),
+        seed=row["seed"],
+        estimate_micros=row["estimate_micros"],
+        cost_micros=row["cost_micros"],
+        held_micros=row["held_micros"],
+        charged_micros=row["charged_micros"],
+        cancel_requested=bool(row["cancel_requested"]),
+        fal_request_id=row["fal_request_id"],
+        submit_attempts=row["submit_attempts"],
+        output_hash=row["output_hash"],
+        output_width=row["output_width"],
+        output_height=row["output_height"],
+        failure_reason=row["failure_reason"],
+        status_message_id=row["status_message_id"],
+        result_message_id=row["result_message_id"],
+        source_message_id=row["source_message_id"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What submit() writes; the rest of a Job's fields start empty."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    role_ids: tuple[int, ...]
+    origin: str
+    parent_job_id: int | None
+    endpoint: str
+    params: EditParams
+    input_hashes: tuple[str, ...]
+    estimate_micros: int
+    source_message_id: int | None = None
+
+
+async def insert_job(conn: aiosqlite.Connection, new: NewJob, now: float) -> int:
+    """Insert a queued job holding its estimate, with its ``reserve`` ledger row."""
+    cur = await conn.execute(
+        "INSERT INTO jobs (state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id,"
+        " endpoint, params, input_hashes, seed, estimate_micros, held_micros, source_message_id,"
+        " created_at, updated_at) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new.user_id,
+            new.guild_id,
+            new.channel_id,
+            json.dumps(list(new.role_ids)),
+            new.origin,
+            new.parent_job_id,
+            new.endpoint,
+            new.params.to_json(),
+            json.dumps(list(new.input_hashes)),
+            new.params.seed,
+            new.estimate_micros,
+            new.estimate_micros,
+            new.source_message_id,
+            now,
+            now,
+        ),
+    )
+    job_id = cur.lastrowid
+    assert job_id is not None
+    await add_ledger(conn, job_id, "reserve", new.estimate_micros, new.user_id, new.guild_id, now)
+    return job_id
+
+
+async def add_ledger(
+    conn: aiosqlite.Connection,
+    job_id: int,
+    kind: str,
+    amount: int,
+    user_id: int,
+    guild_id: int | None,
+    now: float,
+) -> None:
+    """Append one ledger row and move the job's held/charged columns with it."""
+    if kind not in LEDGER_KINDS or amount < 0:
+        raise ValueError(f"bad ledger row {kind} {amount}")
+    await conn.execute(
+        "INSERT INTO ledger (job_id, kind, amount_micros, user_id, guild_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (job_id, kind, amount, user_id, guild_id, now),
+    )
+    column, sign = {
+        "reserve": ("held_micros", 1),
+        "release": ("held_micros", -1),
+        "charge": ("charged_micros", 1),
+        "refund": ("charged_micros", -1),
+    }[kind]
+    if kind != "reserve":  # insert_job already set held_micros with the reserve
+        await conn.execute(
+            f"UPDATE jobs SET {column} = {column} + ? WHERE id = ?", (sign * amount, job_id)
+        )
+
+
+async def get_job(conn: aiosqlite.Connection, job_id: int) -> Job | None:
+    async with conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
+async def jobs_in_states(
+    conn: aiosqlite.Connection, states: Iterable[str], *, user_id: int | None = None
+) -> list[Job]:
+    states = list(states)
+    sql = f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({','.join('?' * len(states))})"
+    args: list[Any] = list(states)
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        args.append(user_id)
+    async with conn.execute(sql + " ORDER BY id", args) as cur:
+        return [_job(row) async for row in cur]
+
+
+async def recent_jobs(conn: aiosqlite.Connection, user_id: int, limit: int) -> list[Job]:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+        (user_id, limit),
+    ) as cur:
+        return [_job(row) async for row in cur]
+
+
+async def transition(
+    conn: aiosqlite.Connection,
+    job_id: int,
+    from_states: Sequence[str],
+    to_state: str,
+    now: float | None = None,
+    **changes: Any,
+) -> bool:
+    """Compare-and-set the job's state; True when this caller made the change."""
+    bad = set(changes) - _UPDATABLE
+    if bad:
+        raise ValueError(f"not updatable: {sorted(bad)}")
+    sets = ["state = ?", "updated_at = ?"] + [f"{name} = ?" for name in changes]
+    args: list[Any] = [to_state, time.time() if now is None else now, *changes.values()]
+    cur = await conn.execute(
+        f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+        f" AND state IN ({','.join('?' * len(from_states))})",
+        (*args, job_id, *from_states),
+    )
+    return cur.rowcount == 1
+
+
+async def update_job(conn: aiosqlite.Connection, job_id: int, **changes: Any) -> None:
+    """Change non-state fields (message ids, cancel flag)."""
+    bad = set(changes) - _UPDATABLE
+    if bad or not changes:
+        raise ValueError(f"not updatable: {sorted(bad)}")
+    sets = ", ".join(f"{name} = ?" for name in changes)
+    await conn.execute(
+        f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?",
+        (*changes.values(), time.time(), job_id),
+    )
+
+
+async def spend(
+    conn: aiosqlite.Connection,
+    since: float,
+    *,
+    user_id: int | None = None,
+    guild_id: int | None = None,
+) -> int:
+    """Money held or charged for jobs created since ``since``, in micro-dollars."""
+    sql = "SELECT COALESCE(SUM(held_micros + charged_micros), 0) FROM jobs WHERE created_at >= ?"
+    args: list[Any] = [since]
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        args.append(user_id)
+    if guild_id is not None:
+        sql += " AND guild_id = ?"
+        args.append(guild_id)
+    async with conn.execute(sql, args) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def count_active(conn: aiosqlite.Connection, user_id: int) -> tuple[int, int]:
+    """(queued, running) jobs of a user; running includes submitting and fetched."""
+    async with conn.execute(
+        "SELECT SUM(state = 'queued'), SUM(state IN ('submitting', 'running', 'fetched'))"
+        " FROM jobs WHERE user_id = ? AND state IN ('queued','submitting','running','fetched')",
+        (user_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
+
+async def last_submission(conn: aiosqlite.Connection, user_id: int) -> float | None:
+    async with conn.execute(
+        "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
+    ) as cur:
+        row = await cur.fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+async def recent_durations(conn: aiosqlite.Connection, limit: int = 20) -> list[float]:
+    """How long recent fal jobs took from start to fetched, newest first."""
+    async with conn.execute(
+        "SELECT finished_at - started_at FROM jobs WHERE state IN ('delivered','undeliverable',"
+        " 'fetched') AND started_at IS NOT NULL AND finished_at IS NOT NULL"
+        " ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ) as cur:
+        return [float(r[0]) async for r in cur]
+
+
+async def ledger_for(conn: aiosqlite.Connection, job_id: int) -> dict[str, int]:
+    """Sum of each ledger kind for one job."""
+    totals = dict.fromkeys(LEDGER_KINDS, 0)
+    async with conn.execute(
+        "SELECT kind, SUM(amount_micros) FROM ledger WHERE job_id = ? GROUP BY kind", (job_id,)
+    ) as cur:
+        async for kind, amount in cur:
+            totals[kind] = int(amount)
+    return totals

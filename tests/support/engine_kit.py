@@ -1,0 +1,143 @@
+"""Build a real Engine (SQLite on disk, real HTTP to the fake fal) with a recording Delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bot.engine.delivery import Progress, Undeliverable
+from bot.engine.engine import EditRequest, Engine, InputImage, JobTicket
+from bot.engine.quota import Refusal
+from bot.fal.client import FalClient
+from bot.model import EditParams, Job, Requester
+from bot.secret import Secret
+from bot.settings import Settings, load_settings
+from bot.store.blobs import BlobStore
+from bot.store.db import Database
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Defaults as shipped, except fast polling, plus the test's overrides."""
+    base = load_settings(config_path=None, environ={})
+    fast = {
+        "data_dir": data_dir,
+        "poll_interval_seconds": 0.01,
+        "poll_max_interval_seconds": 0.05,
+        "progress_interval_seconds": 0.0,
+        "shutdown_timeout_seconds": 5.0,
+    }
+    return replace(base, **{**fast, **overrides})
+
+
+def png(width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class RecordingDelivery:
+    """A Delivery that remembers what members would have seen."""
+
+    delivered: dict[int, list[bytes]] = field(default_factory=dict)
+    failures: dict[int, list[str]] = field(default_factory=dict)
+    updates: dict[int, list[Progress]] = field(default_factory=dict)
+    undeliverable: set[int] = field(default_factory=set)
+    flaky: int = 0  # next N deliveries raise a transient error
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    next_message_id: int = 1000
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def progress(self, job: Job, progress: Progress) -> None:
+        self.updates.setdefault(job.id, []).append(progress)
+
+    async def deliver(self, job: Job, image: bytes) -> int | None:
+        if job.id in self.undeliverable:
+            raise Undeliverable("Missing Access: the channel is gone")
+        if self.flaky:
+            self.flaky -= 1
+            raise ConnectionError("discord hiccup")
+        self.delivered.setdefault(job.id, []).append(image)
+        self.next_message_id += 1
+        await self._notify()
+        return self.next_message_id
+
+    async def failed(self, job: Job, reason: str) -> None:
+        self.failures.setdefault(job.id, []).append(reason)
+        await self._notify()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
+
+
+@dataclass
+class Kit:
+    engine: Engine
+    delivery: RecordingDelivery
+    db: Database
+    settings: Settings
+
+    async def image(self, width: int = 64, height: int = 48, seed: int = 0) -> InputImage:
+        data = png(width, height, ((seed * 47) % 256, (seed * 91) % 256, 120))
+        sha = await self.engine.store_blob(data, width, height, "image/png")
+        return InputImage(sha, width, height)
+
+    async def submit(
+        self,
+        user: int = 1,
+        guild: int | None = 10,
+        prompt: str = "make it night",
+        inputs: tuple[InputImage, ...] | None = None,
+        roles: tuple[int, ...] = (),
+        **params: Any,
+    ) -> JobTicket | Refusal:
+        inputs = inputs or (await self.image(),)
+        return await self.engine.submit(
+            EditRequest(
+                EditParams(prompt=prompt, **params),
+                inputs,
+                Requester(user_id=user, guild_id=guild, channel_id=100, role_ids=roles),
+            )
+        )
+
+    async def job(self, job_id: int) -> Job:
+        job = await self.engine.get_job(job_id)
+        assert job is not None
+        return job
+
+    async def wait_final(self, job_id: int, timeout: float = 10.0) -> Job:
+        return await self.engine.wait_for_state(job_id, timeout=timeout)
+
+
+@asynccontextmanager
+async def engine_kit(
+    data_dir: Path, fal_url: str, *, start: bool = True, **overrides: Any
+) -> AsyncIterator[Kit]:
+    settings = make_settings(data_dir, **overrides)
+    db = await Database.open(settings.database_path)
+    delivery = RecordingDelivery()
+    fal = FalClient(
+        Secret("test-key"), queue_url=fal_url, rest_url=fal_url, timeout=5.0, max_attempts=3
+    )
+    engine = Engine(
+        db=db, blobs=BlobStore(settings.blob_dir), fal=fal, delivery=delivery, settings=settings
+    )
+    try:
+        if start:
+            await engine.start()
+        yield Kit(engine, delivery, db, settings)
+    finally:
+        await engine.stop(timeout=5)
+        await fal.aclose()
+        await db.close()
