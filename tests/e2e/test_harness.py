@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
 import aiohttp
+import pytest
 
 from tests.e2e.conftest import BotProcess
-from tests.fakes.discord import FakeDiscord, FakeMessage
+from tests.fakes.discord import FakeDiscord, FakeMessage, Perm
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake image bytes" * 10
 
@@ -138,3 +143,180 @@ async def test_expired_interaction_token_is_rejected(discord: FakeDiscord, bot: 
     async with aiohttp.ClientSession() as http, http.patch(url, json={"content": "late"}) as resp:
         assert resp.status == 401
         assert await resp.json() == {"message": "Invalid Webhook Token", "code": 50027}
+
+
+# --- the fake on its own, over plain HTTP: Discord's limits and error shapes ---------------------
+
+
+@pytest.fixture
+async def http(discord: FakeDiscord) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client authenticated as the bot."""
+    headers = {"Authorization": f"Bot {discord.token}"}
+    async with aiohttp.ClientSession(base_url=discord.url, headers=headers) as session:
+        yield session
+
+
+def _messages_url(discord: FakeDiscord, channel_id: int) -> str:
+    return f"/api/v10/channels/{channel_id}/messages"
+
+
+async def test_message_over_2000_chars_is_rejected_like_discord(
+    discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(
+        _messages_url(discord, discord.general.id), json={"content": "x" * 2001}
+    ) as resp:
+        assert resp.status == 400
+        assert resp.headers["Content-Type"] == "application/json"
+        assert await resp.json() == {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {
+                "content": {
+                    "_errors": [
+                        {
+                            "code": "BASE_TYPE_MAX_LENGTH",
+                            "message": "Must be 2000 or fewer in length.",
+                        }
+                    ]
+                }
+            },
+        }
+    assert discord.general.visible_messages == []
+
+
+@pytest.mark.parametrize(
+    ("body", "error_path"),
+    [
+        ({"embeds": [{"title": "t" * 257}]}, ["embeds", "0", "title"]),
+        ({"embeds": [{"description": "d" * 4000}, {"description": "d" * 2500}]}, ["embeds"]),
+        ({"embeds": [{"title": "t"}] * 11}, ["embeds"]),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {"type": 2, "style": 1, "label": "a", "custom_id": "x" * 101}
+                        ],
+                    }
+                ]
+            },
+            ["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [{"type": 2, "style": 1, "label": "a", "custom_id": "same"}],
+                    },
+                    {
+                        "type": 1,
+                        "components": [{"type": 2, "style": 1, "label": "b", "custom_id": "same"}],
+                    },
+                ]
+            },
+            ["components", "1", "components", "0", "custom_id"],
+        ),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [{"type": 2, "style": 1, "label": "a", "custom_id": "c"}],
+                    }
+                ]
+                * 6
+            },
+            ["components"],
+        ),
+    ],
+)
+async def test_invalid_message_bodies_get_invalid_form_body(
+    discord: FakeDiscord, http: aiohttp.ClientSession, body: dict[str, Any], error_path: list[str]
+) -> None:
+    async with http.post(
+        _messages_url(discord, discord.general.id), json={"content": "c", **body}
+    ) as resp:
+        data = await resp.json()
+    assert resp.status == 400
+    assert data["code"] == 50035
+    node = data["errors"]
+    for key in error_path:
+        node = node[key]
+    assert node["_errors"]
+
+
+async def test_file_over_upload_limit_is_413_40005(
+    discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("payload_json", json.dumps({"content": "big"}), content_type="application/json")
+    form.add_field("files[0]", b"\0" * (discord.guild.upload_limit + 1), filename="big.png")
+    async with http.post(_messages_url(discord, discord.general.id), data=form) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["code"] == 40005
+
+
+async def test_everyone_with_allowed_mentions_none_pings_nobody(
+    discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    url = _messages_url(discord, discord.general.id)
+    body = {"content": f"@everyone look {discord.alice.mention}", "allowed_mentions": {"parse": []}}
+    async with http.post(url, json=body) as resp:
+        assert resp.status == 200
+    async with http.post(url, json={"content": "@everyone look"}) as resp:
+        assert resp.status == 200
+    quiet, loud = discord.general.visible_messages
+    assert quiet.mentioned_user_ids == set() and not quiet.mention_everyone
+    assert loud.mention_everyone
+    assert loud.mentioned_user_ids == set(discord.guild.members) - {discord.bot_user.id}
+
+
+async def test_deleted_message_and_channel_answer_404(
+    discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    msg = await discord.general.post(discord.alice, "hello")
+    url = f"{_messages_url(discord, discord.general.id)}/{msg.id}"
+    async with http.get(url) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["content"] == "hello"
+    await discord.delete_message(msg)
+    async with http.get(url) as resp:
+        assert (resp.status, (await resp.json())["code"]) == (404, 10008)
+    await discord.delete_channel(discord.general)
+    async with http.post(_messages_url(discord, discord.general.id), json={"content": "x"}) as resp:
+        assert (resp.status, (await resp.json())["code"]) == (404, 10003)
+
+
+async def test_injected_faults_fire_the_requested_number_of_times(
+    discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    route = "GET /channels/{channel_id}"
+    discord.faults.server_error(route, times=1)
+    discord.faults.forbidden(route, times=1)
+    url = f"/api/v10/channels/{discord.general.id}"
+    statuses = []
+    for _ in range(3):
+        async with http.get(url) as resp:
+            statuses.append(resp.status)
+    assert statuses == [500, 403, 200]
+
+
+async def test_unknown_route_is_recorded_and_named() -> None:
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
+        async with session.get(f"{fake.api_base}/channels/1/pins") as resp:
+            assert resp.status == 404
+            assert "GET /api/v10/channels/1/pins" in (await resp.json())["message"]
+        assert fake.unknown_routes == ["GET /api/v10/channels/1/pins"]
+
+
+async def test_guild_has_the_channels_tests_need(discord: FakeDiscord) -> None:
+    guild = discord.guild
+    bot_id = discord.bot_user.id
+    assert discord.nsfw_channel.nsfw
+    assert discord.thread.is_thread and discord.thread.parent_id == discord.general.id
+    assert not guild.permissions_in(discord.locked_channel, bot_id) & Perm.SEND_MESSAGES
+    assert guild.permissions_in(discord.general, bot_id) & Perm.SEND_MESSAGES
+    assert guild.permissions_in(discord.locked_channel, discord.alice.id) & Perm.SEND_MESSAGES
