@@ -51,7 +51,7 @@ class BotProcess:
         """Everything the bot printed so far (stdout and stderr, across restarts)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    async def start(self, *, wait_commands: bool = True, timeout: float = START_TIMEOUT_S) -> None:  # noqa: ASYNC109
+    async def start(self, *, wait_commands: bool = True, timeout: float = START_TIMEOUT_S) -> None:
         """Start and wait for IDENTIFY -> READY and (by default) a command registration."""
         readies = self.fake.gateway.ready_count
         syncs = len(self.fake.command_syncs)
@@ -89,7 +89,7 @@ class BotProcess:
         if self.proc is not None:
             await self.proc.wait()
 
-    async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:  # noqa: ASYNC109
+    async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
         if self.proc is None:
             return
@@ -124,7 +124,7 @@ async def discord() -> AsyncIterator[FakeDiscord]:
 
 @pytest.fixture
 async def start_bot(discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[StartBot]:
-    """Factory: `await start_bot(cmd=[...], env={...})` starts a bot wired to the fake and waits for READY.
+    """Factory: `await start_bot(cmd=[...], env={...})` starts a bot on the fake, waits for READY.
 
     The default command is the harness bot. Every process is stopped at teardown (SIGTERM, then
     SIGKILL after a timeout) and the test fails if any pid is still alive.

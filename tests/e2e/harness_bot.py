@@ -65,7 +65,8 @@ class PromptModal(discord.ui.Modal, title="Edit with FLUX"):
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.send_message(
-            f"prompt={self.prompt.value} source={self.source.id} images={len(self.source.attachments)}"
+            f"prompt={self.prompt.value} source={self.source.id} "
+            f"images={len(self.source.attachments)}"
         )
 
 

@@ -36,7 +36,8 @@ async def test_slash_command_is_deferred_then_edited_with_file_and_button(
     assert msg.content == "edited: make it blue"
     assert msg.files == {"out.png": b"EDITED:" + PNG}
     assert [b["label"] for b in msg.buttons()] == ["Rerun"]
-    assert msg.edits and msg.edits[0]["content"] == ""
+    assert msg.edits
+    assert msg.edits[0]["content"] == ""
 
 
 async def _slash_edit(discord: FakeDiscord) -> FakeMessage:
@@ -70,7 +71,8 @@ async def test_rate_limited_send_is_retried_by_discord_py(
     assert [r.status for r in discord.requests_for(route)] == [429, 200]
     assert msg.author is discord.bot_user
     reply = await it.wait_for_original()
-    assert reply.ephemeral and reply.content.startswith("Posted in")
+    assert reply.ephemeral
+    assert reply.content.startswith("Posted in")
 
 
 async def test_forbidden_channel_is_reported_ephemerally(
@@ -81,7 +83,8 @@ async def test_forbidden_channel_is_reported_ephemerally(
     )
     reply = await it.wait_for_original()
     assert reply.ephemeral
-    assert "50013" in reply.content and discord.locked_channel.mention in reply.content
+    assert "50013" in reply.content
+    assert discord.locked_channel.mention in reply.content
     assert discord.locked_channel.visible_messages == []
     assert discord.requests_for("POST /channels/{channel_id}/messages")[0].status == 403
 
@@ -269,7 +272,8 @@ async def test_everyone_with_allowed_mentions_none_pings_nobody(
     async with http.post(url, json={"content": "@everyone look"}) as resp:
         assert resp.status == 200
     quiet, loud = discord.general.visible_messages
-    assert quiet.mentioned_user_ids == set() and not quiet.mention_everyone
+    assert quiet.mentioned_user_ids == set()
+    assert not quiet.mention_everyone
     assert loud.mention_everyone
     assert loud.mentioned_user_ids == set(discord.guild.members) - {discord.bot_user.id}
 
@@ -316,7 +320,8 @@ async def test_guild_has_the_channels_tests_need(discord: FakeDiscord) -> None:
     guild = discord.guild
     bot_id = discord.bot_user.id
     assert discord.nsfw_channel.nsfw
-    assert discord.thread.is_thread and discord.thread.parent_id == discord.general.id
+    assert discord.thread.is_thread
+    assert discord.thread.parent_id == discord.general.id
     assert not guild.permissions_in(discord.locked_channel, bot_id) & Perm.SEND_MESSAGES
     assert guild.permissions_in(discord.general, bot_id) & Perm.SEND_MESSAGES
     assert guild.permissions_in(discord.locked_channel, discord.alice.id) & Perm.SEND_MESSAGES

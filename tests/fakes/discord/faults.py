@@ -9,7 +9,7 @@ from .state import Json
 
 @dataclass
 class Fault:
-    """One injected failure for `method route` (a template like `/channels/{channel_id}/messages`)."""
+    """One injected failure for a route template like `/channels/{channel_id}/messages`."""
 
     method: str
     route: str

@@ -107,7 +107,7 @@ class Gateway:
         return [r for r in self.received if r.op == op]
 
     async def dispatch(self, t: str, d: Json, *, intent: int | None = None) -> None:
-        """Send an event to every live session and to the newest one even while it is disconnected."""
+        """Send an event to every live session, and to the newest one even while disconnected."""
         targets = [s for s in self.sessions if s.ws is not None and not s.ws.closed]
         if self.sessions and self.sessions[-1] not in targets:
             targets.append(self.sessions[-1])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 
 from .state import FakeChannel, FakeInteraction, FakeMessage, Json, MessageFlag, Perm
-from .validate import ApiError, check_message, invalid_form_body
+from .validate import ApiError, check_message, error_leaf, invalid_form_body
 
 if TYPE_CHECKING:
     from .server import FakeDiscord, RecordedRequest
@@ -336,75 +336,35 @@ class RestApi:
         scope = self._scope(call)
         body = call.body
         if not isinstance(body, list):
-            raise invalid_form_body(
-                {"_errors": [{"code": "BASE_TYPE_ARRAY", "message": "Must be an array."}]}
-            )
+            raise invalid_form_body(error_leaf("BASE_TYPE_ARRAY", "Must be an array."))
         errors: Json = {}
         seen: set[tuple[str, int]] = set()
         for i, cmd in enumerate(body):
             ctype = int(cmd.get("type", 1))
             name = cmd.get("name", "")
-            if (
-                ctype == 1
-                and not re.fullmatch(r"[-_\w]{1,32}", name)
-                or name != name.lower()
-                and ctype == 1
-            ):
-                errors[str(i)] = {
-                    "name": {
-                        "_errors": [
-                            {
-                                "code": "APPLICATION_COMMAND_INVALID_NAME",
-                                "message": "Command name is invalid",
-                            }
-                        ]
-                    }
-                }
+            problem: tuple[str, str, str] | None = None
+            bad_slash_name = not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower()
+            if ctype == 1 and bad_slash_name:
+                problem = ("name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
             if ctype != 1 and not 1 <= len(name) <= 32:
-                errors[str(i)] = {
-                    "name": {
-                        "_errors": [
-                            {
-                                "code": "BASE_TYPE_BAD_LENGTH",
-                                "message": "Must be between 1 and 32 in length.",
-                            }
-                        ]
-                    }
-                }
+                problem = ("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.")
             if ctype == 1 and not 1 <= len(cmd.get("description", "")) <= 100:
-                errors[str(i)] = {
-                    "description": {
-                        "_errors": [
-                            {
-                                "code": "BASE_TYPE_BAD_LENGTH",
-                                "message": "Must be between 1 and 100 in length.",
-                            }
-                        ]
-                    }
-                }
+                problem = (
+                    "description",
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                )
             if len(cmd.get("options") or []) > 25:
-                errors[str(i)] = {
-                    "options": {
-                        "_errors": [
-                            {
-                                "code": "BASE_TYPE_MAX_LENGTH",
-                                "message": "Must be 25 or fewer in length.",
-                            }
-                        ]
-                    }
-                }
+                problem = ("options", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
             if (name, ctype) in seen:
-                errors[str(i)] = {
-                    "name": {
-                        "_errors": [
-                            {
-                                "code": "APPLICATION_COMMANDS_DUPLICATE_NAME",
-                                "message": f"Application command names must be unique: {name}",
-                            }
-                        ]
-                    }
-                }
+                problem = (
+                    "name",
+                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
+                    f"Application command names must be unique: {name}",
+                )
             seen.add((name, ctype))
+            if problem is not None:
+                errors[str(i)] = {problem[0]: error_leaf(problem[1], problem[2])}
         if errors:
             raise invalid_form_body(errors)
         old = {(c["name"], c.get("type", 1)): c for c in self.fake.commands.get(scope, [])}
@@ -494,14 +454,10 @@ class RestApi:
             if handle.type not in (3, 5) or handle.source_message is None:
                 raise invalid_form_body(
                     {
-                        "type": {
-                            "_errors": [
-                                {
-                                    "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                    "message": "Interaction response type is invalid for this interaction",
-                                }
-                            ]
-                        }
+                        "type": error_leaf(
+                            "INTERACTION_RESPONSE_TYPE_INVALID",
+                            "Interaction response type is invalid here",
+                        )
                     }
                 )
             handle.original = self.fake.messages.get(
@@ -523,14 +479,10 @@ class RestApi:
         else:
             raise invalid_form_body(
                 {
-                    "type": {
-                        "_errors": [
-                            {
-                                "code": "BASE_TYPE_CHOICES",
-                                "message": f"Value must be one of {{1, 4, 5, 6, 7, 8, 9}}, got {ctype!r}.",
-                            }
-                        ]
-                    }
+                    "type": error_leaf(
+                        "BASE_TYPE_CHOICES",
+                        f"Value must be one of (1, 4, 5, 6, 7, 8, 9), got {ctype!r}.",
+                    )
                 }
             )
         handle.callbacks.append(body)
@@ -558,45 +510,25 @@ class RestApi:
                 50035,
                 "Invalid Form Body",
                 {
-                    "type": {
-                        "_errors": [
-                            {
-                                "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                "message": "A modal cannot answer a modal submit",
-                            }
-                        ]
-                    }
+                    "type": error_leaf(
+                        "INTERACTION_RESPONSE_TYPE_INVALID", "A modal cannot answer a modal submit"
+                    )
                 },
             )
         title = data.get("title") or ""
         if not 1 <= len(title) <= 45:
-            errors["title"] = {
-                "_errors": [
-                    {
-                        "code": "BASE_TYPE_BAD_LENGTH",
-                        "message": "Must be between 1 and 45 in length.",
-                    }
-                ]
-            }
+            errors["title"] = error_leaf(
+                "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."
+            )
         custom_id = data.get("custom_id") or ""
         if not 1 <= len(custom_id) <= 100:
-            errors["custom_id"] = {
-                "_errors": [
-                    {
-                        "code": "BASE_TYPE_BAD_LENGTH",
-                        "message": "Must be between 1 and 100 in length.",
-                    }
-                ]
-            }
+            errors["custom_id"] = error_leaf(
+                "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
         if not 1 <= len(data.get("components") or []) <= 5:
-            errors["components"] = {
-                "_errors": [
-                    {
-                        "code": "BASE_TYPE_BAD_LENGTH",
-                        "message": "Must be between 1 and 5 in length.",
-                    }
-                ]
-            }
+            errors["components"] = error_leaf(
+                "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
+            )
         if errors:
             raise ApiError(400, 50035, "Invalid Form Body", {"data": errors})
 
@@ -695,14 +627,9 @@ class RestApi:
                 if ref.get("fail_if_not_exists", True):
                     raise invalid_form_body(
                         {
-                            "message_reference": {
-                                "_errors": [
-                                    {
-                                        "code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE",
-                                        "message": "Unknown message",
-                                    }
-                                ]
-                            }
+                            "message_reference": error_leaf(
+                                "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
+                            )
                         }
                     )
                 body = {k: v for k, v in body.items() if k != "message_reference"}
@@ -734,9 +661,8 @@ class RestApi:
         channel = self._channel(call)
         msg = self._message(call, channel)
         body = call.body or {}
-        if msg.author.id != self.fake.bot_user.id or msg.ephemeral:
-            if set(body) - {"flags"}:
-                raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        if (msg.author.id != self.fake.bot_user.id or msg.ephemeral) and set(body) - {"flags"}:
+            raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         self._check(call, body, is_edit=True)
         await self.fake.update_message(
             msg, body, self._attachments_from_upload(call, channel, body)

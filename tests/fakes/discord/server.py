@@ -40,6 +40,7 @@ from .state import (
 
 T = TypeVar("T")
 
+FAKE_TOKEN = "fake-bot-token"
 TOKEN_LIFETIME_S = 15 * 60
 CDN_URL_LIFETIME_S = 24 * 60 * 60
 
@@ -76,7 +77,7 @@ class InteractionType:
 class FakeDiscord:
     """A fake Discord (REST + gateway + CDN) for one guild, driven from the test's event loop."""
 
-    def __init__(self, *, token: str = "fake-bot-token", host: str = "127.0.0.1") -> None:
+    def __init__(self, *, token: str = FAKE_TOKEN, host: str = "127.0.0.1") -> None:
         self.token = token
         self.host = host
         self.clock = FakeClock()
@@ -90,7 +91,7 @@ class FakeDiscord:
         self.attachments: dict[int, FakeAttachment] = {}
         self.commands: dict[int | None, list[Json]] = {}
         self.command_syncs: list[tuple[int | None, list[Json]]] = []
-        # Discord's 3 s deadline for the first callback, measured on the fake clock; None disables it.
+        # Discord's 3 s deadline for the first callback, on the fake clock; None disables it.
         self.ack_deadline: float | None = 3.0
         self._cond = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -239,7 +240,7 @@ class FakeDiscord:
         async with self._cond:
             self._cond.notify_all()
 
-    async def wait_for(self, predicate: Callable[[], T], *, timeout: float = 10.0) -> T:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], T], *, timeout: float = 10.0) -> T:
         """Wait until `predicate()` is truthy and return its value; TimeoutError names it."""
         async with self._cond:
             try:
@@ -556,7 +557,10 @@ class FakeDiscord:
         options: dict[str, Any] | None = None,
         attachments: Iterable[tuple[str, bytes, str] | FakeAttachment] = (),
     ) -> FakeInteraction:
-        """Run `/name` (`"group sub"` for subcommands) as `user`; attachments fill attachment options in order."""
+        """Run `/name` (`"group sub"`: a subcommand) as `user`.
+
+        `attachments` fill the attachment options in order; `options` name the rest.
+        """
         channel = channel or self.general
         root, *subs = name.split()
         cmd = self.find_command(root, 1)
@@ -627,7 +631,7 @@ class FakeDiscord:
     async def click(
         self, message: FakeMessage, target: str, *, user: FakeUser, values: list[str] | None = None
     ) -> FakeInteraction:
-        """Click the button (or pick `values` in the select) whose label or custom_id is `target`."""
+        """Click the button (or pick `values` in the select) with label or custom_id `target`."""
         current = self.messages.get(message.id, message)
         if current.deleted:
             raise LookupError(f"message {message.id} was deleted")

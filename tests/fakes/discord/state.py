@@ -333,7 +333,7 @@ class FakeChannel:
         self,
         predicate: Callable[[FakeMessage], bool] | None = None,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - harness API mirrors asyncio.wait_for
+        timeout: float = 10.0,
     ) -> FakeMessage:
         """The first (oldest) message in this channel matching `predicate`, waiting for it."""
         check = predicate or (lambda _m: True)
@@ -600,7 +600,7 @@ class FakeInteraction:
         """The original response (if any) followed by followups."""
         return ([self.original] if self.original else []) + self.followups
 
-    async def wait_for_response(self, *, timeout: float = 10.0) -> Json:  # noqa: ASYNC109
+    async def wait_for_response(self, *, timeout: float = 10.0) -> Json:
         """The initial callback body, waiting until the bot acknowledged."""
         await self.owner.wait_for(lambda: self.acknowledged, timeout=timeout)
         return self.callbacks[0]
@@ -609,7 +609,7 @@ class FakeInteraction:
         self,
         predicate: Callable[[FakeMessage], bool] | None = None,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - harness API mirrors asyncio.wait_for
+        timeout: float = 10.0,
     ) -> FakeMessage:
         """The original response message once `predicate` holds (e.g. no longer loading)."""
         check = predicate or (lambda m: not m.loading)
@@ -620,7 +620,7 @@ class FakeInteraction:
 
         return await self.owner.wait_for(found, timeout=timeout)
 
-    async def wait_for_modal(self, *, timeout: float = 10.0) -> Json:  # noqa: ASYNC109
+    async def wait_for_modal(self, *, timeout: float = 10.0) -> Json:
         """The modal the bot answered with (callback type 9)."""
         return await self.owner.wait_for(lambda: self.modal, timeout=timeout)
 
@@ -628,7 +628,7 @@ class FakeInteraction:
         self,
         predicate: Callable[[FakeMessage], bool] | None = None,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - harness API mirrors asyncio.wait_for
+        timeout: float = 10.0,
     ) -> FakeMessage:
         """The first followup matching `predicate`."""
         check = predicate or (lambda _m: True)

@@ -32,8 +32,12 @@ class ApiError(Exception):
         return data
 
 
-def _err(code: str, message: str) -> Json:
+def error_leaf(code: str, message: str) -> Json:
+    """One field's `{"_errors": [...]}` node."""
     return {"_errors": [{"code": code, "message": message}]}
+
+
+_err = error_leaf
 
 
 def _put(errors: Json, path: list[str | int], leaf: Json) -> None:
