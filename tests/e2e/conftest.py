@@ -35,6 +35,8 @@ class BotProcess:
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self.pids: list[int] = []
+        # Set when a test makes the bot fail on purpose; otherwise a traceback fails the test.
+        self.expect_errors = False
 
     @property
     def pid(self) -> int:
@@ -46,6 +48,11 @@ class BotProcess:
     def running(self) -> bool:
         """Whether the current process has not exited."""
         return self.proc is not None and self.proc.returncode is None
+
+    def tracebacks(self) -> list[str]:
+        """Tracebacks the bot logged (discord.py logs handler exceptions with one)."""
+        marker = "Traceback (most recent call last)"
+        return [marker + chunk for chunk in self.log().split(marker)[1:]]
 
     def log(self) -> str:
         """Everything the bot printed so far (stdout and stderr, across restarts)."""
@@ -162,6 +169,9 @@ async def start_bot(discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Start
         await bot.stop()
     alive = [pid for bot in bots for pid in bot.pids if _alive(pid)]
     assert not alive, f"bot processes still running after teardown: {alive}"
+    for bot in bots:
+        if not bot.expect_errors and bot.tracebacks():
+            pytest.fail(f"bot {bot.cmd} logged a traceback:\n{bot.tracebacks()[0][-3000:]}")
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import BotProcess
+from tests.e2e.conftest import BotProcess, StartBot
 from tests.fakes.discord import FakeDiscord, FakeMessage, Perm
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake image bytes" * 10
@@ -325,3 +325,38 @@ async def test_guild_has_the_channels_tests_need(discord: FakeDiscord) -> None:
     assert not guild.permissions_in(discord.locked_channel, bot_id) & Perm.SEND_MESSAGES
     assert guild.permissions_in(discord.general, bot_id) & Perm.SEND_MESSAGES
     assert guild.permissions_in(discord.locked_channel, discord.alice.id) & Perm.SEND_MESSAGES
+
+
+async def test_commands_can_be_synced_to_the_guild(
+    discord: FakeDiscord, start_bot: StartBot
+) -> None:
+    await start_bot(sync_guild=True)
+    assert None not in discord.commands
+    assert {c["name"] for c in discord.commands[discord.guild.id]} == {
+        "edit",
+        "post",
+        "Edit with FLUX",
+    }
+    it = await discord.slash(
+        "edit",
+        user=discord.bob,
+        options={"prompt": "g"},
+        attachments=[("in.png", PNG, "image/png")],
+    )
+    assert (await it.wait_for_original()).content == "edited: g"
+
+
+async def test_second_callback_is_already_acknowledged(
+    discord: FakeDiscord, bot: BotProcess
+) -> None:
+    it = await discord.slash(
+        "edit",
+        user=discord.alice,
+        options={"prompt": "p"},
+        attachments=[("in.png", PNG, "image/png")],
+    )
+    await it.wait_for_original()
+    url = f"{discord.api_base}/interactions/{it.id}/{it.token}/callback?with_response=1"
+    async with aiohttp.ClientSession() as http, http.post(url, json={"type": 5}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["code"] == 40060
