@@ -1,0 +1,125 @@
+"""Shared end-to-end fixtures: the REAL Flexbot (``python -m bot.cli run``) on the fake Discord,
+with a fake fal running in the test's own event loop.
+
+Use from a test module::
+
+    from tests.e2e.flexbot_fixtures import (  # noqa: F401 (fixtures are found by name)
+        FlexbotRun, fal, fal_options, flexbot, flexbot_env,
+    )
+
+    async def test_x(discord: FakeDiscord, flexbot: FlexbotRun) -> None:
+        it = await discord.slash("edit", user=discord.alice, ...)
+        job = flexbot.job(1)            # the jobs row as a dict (sqlite3 on the bot's data dir)
+
+``flexbot_env`` lets a module add settings (e.g. a low budget) by overriding the fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.fal.fake import FakeFal
+from tests.e2e.conftest import BotProcess, StartBot
+from tests.fakes.discord import FakeDiscord
+
+FLEXBOT_CMD = [sys.executable, "-m", "bot.cli", "run"]
+
+
+def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small real PNG (Pillow must be able to open what we upload)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class FlexbotRun:
+    """A running Flexbot process, the fake fal it talks to and its data directory."""
+
+    process: BotProcess
+    fal: FakeFal
+    discord: FakeDiscord
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.process.env["FLEXBOT_DATA_DIR"])
+
+    def db_path(self) -> Path:
+        return self.data_dir / "flexbot.db"
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Read the bot's SQLite database (WAL allows a concurrent reader)."""
+        conn = sqlite3.connect(f"file:{self.db_path()}?mode=ro", uri=True, timeout=5)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(sql, args).fetchall()]
+        finally:
+            conn.close()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM jobs ORDER BY id")
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        rows = self.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert rows, f"no job #{job_id}"
+        return rows[0]
+
+    async def wait_for_job_state(self, job_id: int, *states: str, timeout: float = 15) -> None:
+        """Wait until the job reaches a state (woken by the fake Discord's traffic or fal's)."""
+
+        def reached() -> bool:
+            rows = self.query("SELECT state FROM jobs WHERE id = ?", (job_id,))
+            return bool(rows) and rows[0]["state"] in states
+
+        await self.discord.wait_for(reached, timeout=timeout)
+
+
+def flexbot_settings(fake: FakeFal) -> dict[str, str]:
+    """The environment that points the real bot at the test's fake fal, with fast polling."""
+    return {
+        "FAL_KEY": "test-key",
+        "FLEXBOT_FAL_QUEUE_URL": fake.url,
+        "FLEXBOT_FAL_REST_URL": fake.url,
+        "FLEXBOT_POLL_INTERVAL_SECONDS": "0.05",
+        "FLEXBOT_POLL_MAX_INTERVAL_SECONDS": "0.2",
+        "FLEXBOT_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "FLEXBOT_SHUTDOWN_TIMEOUT_SECONDS": "2",
+    }
+
+
+@pytest.fixture
+def fal_options() -> dict[str, Any]:
+    """Keyword arguments for FakeFal; override in a module for slow or faulty fal."""
+    return {}
+
+
+@pytest.fixture
+async def fal(fal_options: dict[str, Any]) -> AsyncIterator[FakeFal]:
+    """A fake fal server in the test process."""
+    async with FakeFal(**fal_options) as fake:
+        yield fake
+
+
+@pytest.fixture
+def flexbot_env() -> dict[str, str]:
+    """Extra FLEXBOT_* settings for the bot; override in a module or test."""
+    return {}
+
+
+@pytest.fixture
+async def flexbot(
+    discord: FakeDiscord, start_bot: StartBot, fal: FakeFal, flexbot_env: dict[str, str]
+) -> FlexbotRun:
+    """The real Flexbot, registered in the fake guild, ready to take commands."""
+    env = {**flexbot_settings(fal), **flexbot_env}
+    process = await start_bot(cmd=FLEXBOT_CMD, env=env, sync_guild=True)
+    return FlexbotRun(process, fal, discord)
