@@ -104,17 +104,20 @@ async def test_button_works_after_sigkill_and_restart(
 async def test_bot_resumes_after_gateway_drop_and_gets_missed_events(
     discord: FakeDiscord, bot: BotProcess
 ) -> None:
+    gate = discord.gateway.hold_resumes()
     assert await discord.drop_gateway() == 1
-    # Sent while the bot is disconnected: Discord replays it after RESUME.
+    await discord.wait_for(lambda: discord.gateway.ops(6), timeout=10)
+    # Sent before the RESUME is answered: it can only reach the bot by replay.
     it = await discord.slash(
         "edit",
         user=discord.alice,
         options={"prompt": "late"},
         attachments=[("in.png", PNG, "image/png")],
     )
+    gate.set()
     msg = await it.wait_for_original()
     assert msg.content == "edited: late"
-    assert discord.gateway.ops(6), "RESUME received"
+    assert discord.gateway.replayed_count >= 1
     assert discord.gateway.resumed_count == 1
     assert discord.gateway.ready_count == 1
 

@@ -95,6 +95,8 @@ class Gateway:
         self.connect_queries: list[dict[str, str]] = []
         self.ready_count = 0
         self.resumed_count = 0
+        self.replayed_count = 0
+        self._resume_gate: asyncio.Event | None = None
         self._sockets: set[web.WebSocketResponse] = set()
 
     @property
@@ -114,6 +116,12 @@ class Gateway:
         for session in targets:
             if intent is None or session.intents & intent:
                 await session.send(t, d)
+
+    def hold_resumes(self) -> asyncio.Event:
+        """Make RESUMEs wait (unanswered) until the returned event is set: events sent meanwhile
+        can only reach the bot by replay."""
+        self._resume_gate = asyncio.Event()
+        return self._resume_gate
 
     async def drop(self, code: int = 4000) -> int:
         """Close every open socket (as a network blip would); returns how many were closed."""
@@ -188,12 +196,16 @@ class Gateway:
         if session is None or data.get("token") != self._token:
             await ws.send_str(json.dumps({"op": Op.INVALID_SESSION, "d": False}))
             return None
+        if self._resume_gate is not None:
+            await self._changed()
+            await self._resume_gate.wait()
         async with session.lock:
             session.ws = ws
             last = int(data.get("seq") or 0)
             for frame in session.log:
                 if frame["s"] > last:
                     await ws.send_str(json.dumps(frame))
+                    self.replayed_count += 1
         await session.send("RESUMED", {})
         self.resumed_count += 1
         return session
