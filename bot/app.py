@@ -17,6 +17,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.admin import Admin
 from bot.cli import fal_client, image_limits, param_limits
 from bot.engine.delivery import Delivery
 from bot.engine.engine import Engine
@@ -58,6 +59,7 @@ class Core:
     engine: Engine
     param_limits: ParamLimits
     dry_run: bool
+    admin: Admin
 
 
 class FlexBot(commands.Bot):
@@ -155,7 +157,17 @@ async def run(settings: Settings) -> int:
         images = stack.enter_context(ImageProcessor(image_limits(settings), settings.image_workers))
         blobs = BlobStore(settings.blob_dir)
         engine = Engine(db=db, blobs=blobs, fal=fal, delivery=make_delivery(bot), settings=settings)
-        bot.core = Core(settings, db, blobs, fal, images, engine, param_limits(settings), dry_run)
+        bot.core = Core(
+            settings,
+            db,
+            blobs,
+            fal,
+            images,
+            engine,
+            param_limits(settings),
+            dry_run,
+            Admin(db, settings, clock=engine.clock),
+        )
         stack.push_async_callback(bot.close)
 
         loop = asyncio.get_running_loop()

@@ -71,6 +71,9 @@ class Settings:
         "(can take up to an hour to appear).",
         section="discord",
     )
+    allow_dms: bool = _opt(
+        False, "Whether members may use Flexbot in direct messages with the bot.", section="discord"
+    )
 
     # fal
     fal_queue_url: str = _opt("https://queue.fal.run", "fal queue API base URL.", section="fal")

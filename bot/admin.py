@@ -1,0 +1,449 @@
+"""What server admins control (DESIGN §5), as a core API the /flexadmin cogs call.
+
+Every change is written together with an ``audit`` row naming who made it, in one transaction.
+Access gates (allowed channels, required role, DMs) and the safety policy per channel are read
+here too, so the member-facing cogs ask one place. ``guild_id=None`` means bot-wide (the owner's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.engine import quota
+from bot.engine import usage as usage_q
+from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS, Refusal
+from bot.errors import UserError
+from bot.model import DEFAULT_SAFETY_TOLERANCE, usd
+from bot.settings import UNLIMITED, Settings
+from bot.store import limits as limits_repo
+from bot.store import policy as policy_repo
+from bot.store.db import Database
+
+TOLERANCES = ("1", "2", "3", "4", "5")
+MEMBER_LIMITS = frozenset(LIMIT_NAMES) - {"guild_monthly_cap", "global_monthly_cap"}
+LIMIT_WORDS = {
+    "user_daily_cap": "member daily cap",
+    "user_monthly_cap": "member monthly cap",
+    "guild_monthly_cap": "server monthly cap",
+    "global_monthly_cap": "bot-wide monthly cap",
+    "user_max_queued": "max queued jobs per member",
+    "user_max_running": "max running jobs per member",
+    "user_cooldown_seconds": "cooldown between edits (s)",
+}
+
+
+@dataclass(frozen=True)
+class SafetyPolicy:
+    """The loosest safety a member may ask for in one channel."""
+
+    max_tolerance: str  # "1" (strictest) .. "5"
+    checker_may_be_off: bool
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One line of /flexadmin settings: name, effective value, where it comes from."""
+
+    key: str
+    value: str
+    source: str
+
+
+def show_limit(name: str, value: int | None) -> str:
+    if value is None:
+        return UNLIMITED
+    return usd(value) if name in MONEY_LIMITS else str(value)
+
+
+def _gid(guild_id: int | None) -> int:
+    return guild_id or limits_repo.GLOBAL
+
+
+class Admin:
+    """Policy reads for the gates and audited policy changes for /flexadmin."""
+
+    def __init__(
+        self, db: Database, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    async def _audit(
+        self,
+        conn: aiosqlite.Connection,
+        guild_id: int | None,
+        actor_id: int,
+        action: str,
+        **detail: Any,
+    ) -> None:
+        await limits_repo.record_audit(conn, guild_id, actor_id, action, detail)
+
+    # -- gates -------------------------------------------------------------------------------
+
+    async def channel_gate(
+        self,
+        guild_id: int | None,
+        channel_id: int,
+        role_ids: Sequence[int],
+        channel_is_nsfw: bool,
+    ) -> Refusal | None:
+        """DMs on/off, allowed channels (none stored = all) and the required role."""
+        if guild_id is None:
+            if self.settings.allow_dms:
+                return None
+            return Refusal("dms", "Flexbot works in servers only; use it in a server channel.")
+        conn = self.db.conn
+        allowed = await policy_repo.allowed_channels(conn, guild_id)
+        if allowed and channel_id not in allowed:
+            where = ", ".join(f"<#{c}>" for c in allowed[:5])
+            return Refusal("channel", f"Flexbot is not enabled in this channel. Try {where}.")
+        role = await policy_repo.required_role(conn, guild_id)
+        if role is not None and role not in role_ids:
+            return Refusal("role", f"You need the <@&{role}> role to use Flexbot here.")
+        return None
+
+    async def safety_limits(
+        self, guild_id: int | None, channel_id: int, channel_is_nsfw: bool
+    ) -> SafetyPolicy:
+        """The channel override, else the server default, else tolerance "2" with checker on."""
+        if guild_id is None:
+            return SafetyPolicy(DEFAULT_SAFETY_TOLERANCE, False)
+        rows = await policy_repo.safety_rows(self.db.conn, guild_id, channel_id)
+        chosen = next((r for r in rows if r.channel_id == channel_id), None) or next(
+            (r for r in rows if r.channel_id == policy_repo.GUILD_DEFAULT), None
+        )
+        if chosen is None:
+            return SafetyPolicy(DEFAULT_SAFETY_TOLERANCE, False)
+        return SafetyPolicy(chosen.max_tolerance, channel_is_nsfw and chosen.checker_off_allowed)
+
+    # -- limits and money --------------------------------------------------------------------
+
+    async def set_limit(
+        self,
+        actor_id: int,
+        guild_id: int | None,
+        name: str,
+        value: int | None,
+        *,
+        user_id: int | None = None,
+        role_id: int | None = None,
+    ) -> str:
+        """Override one limit for a member, a role, the server (or bot-wide with no guild)."""
+        scope, target = self._scope(guild_id, name, user_id, role_id)
+        self._check_value(name, value)
+        async with self.db.transaction() as conn:
+            await limits_repo.set_limit(conn, scope, _gid(guild_id), target, name, value, actor_id)
+            await self._audit(
+                conn,
+                guild_id,
+                actor_id,
+                "set_limit",
+                scope=scope,
+                target=target,
+                name=name,
+                value=value,
+            )
+        return (
+            f"{LIMIT_WORDS[name]} for {self._who(scope, target)} is now {show_limit(name, value)}."
+        )
+
+    async def clear_limit(
+        self,
+        actor_id: int,
+        guild_id: int | None,
+        name: str,
+        *,
+        user_id: int | None = None,
+        role_id: int | None = None,
+    ) -> str:
+        """Remove an override so the next level (role, server, default) applies again."""
+        scope, target = self._scope(guild_id, name, user_id, role_id)
+        async with self.db.transaction() as conn:
+            await limits_repo.clear_limit(conn, scope, _gid(guild_id), target, name)
+            await self._audit(
+                conn, guild_id, actor_id, "clear_limit", scope=scope, target=target, name=name
+            )
+        return f"{LIMIT_WORDS[name]} for {self._who(scope, target)} is back to the default."
+
+    def _scope(
+        self, guild_id: int | None, name: str, user_id: int | None, role_id: int | None
+    ) -> tuple[str, int]:
+        if name not in LIMIT_NAMES:
+            raise UserError(f"Unknown limit {name!r}; one of {', '.join(LIMIT_NAMES)}.")
+        if user_id is not None and role_id is not None:
+            raise UserError("Pick a member or a role, not both.")
+        if user_id is not None or role_id is not None:
+            if name not in MEMBER_LIMITS:
+                raise UserError(f"{LIMIT_WORDS[name]} applies to a whole server, not a member.")
+            if guild_id is None:
+                raise UserError("Member and role limits are set inside a server.")
+            return ("user", user_id) if user_id is not None else ("role", role_id or 0)
+        if guild_id is None:
+            return "global", 0
+        if name == "global_monthly_cap":
+            raise UserError("The bot-wide monthly cap is the bot owner's setting.")
+        return "guild", 0
+
+    @staticmethod
+    def _who(scope: str, target: int) -> str:
+        return {
+            "user": f"<@{target}>",
+            "role": f"<@&{target}>",
+            "guild": "this server",
+            "global": "every server",
+        }[scope]
+
+    @staticmethod
+    def _check_value(name: str, value: int | None) -> None:
+        if value is None:
+            if name == "user_cooldown_seconds":
+                raise UserError("The cooldown cannot be unlimited; use 0 to switch it off.")
+            return
+        if value < 0:
+            raise UserError(f"{LIMIT_WORDS[name]} cannot be negative.")
+        if name in ("user_max_queued", "user_max_running") and value < 1:
+            raise UserError(f"{LIMIT_WORDS[name]} must be at least 1; block the member instead.")
+        if name in COUNT_LIMITS and value > 1_000_000:
+            raise UserError(f"{LIMIT_WORDS[name]} is too large.")
+
+    async def grant_credit(
+        self, actor_id: int, guild_id: int, user_id: int, amount_micros: int, reason: str | None
+    ) -> str:
+        """Extra allowance for a member this month, on top of their caps."""
+        if amount_micros <= 0:
+            raise UserError("Grant a positive amount, such as 1.50.")
+        async with self.db.transaction() as conn:
+            await limits_repo.grant_credit(conn, guild_id, user_id, amount_micros, actor_id, reason)
+            await self._audit(
+                conn,
+                guild_id,
+                actor_id,
+                "grant_credit",
+                user=user_id,
+                amount=amount_micros,
+                reason=reason,
+            )
+        return f"Granted {usd(amount_micros)} of credit to <@{user_id}> for this month."
+
+    async def revoke_credit(
+        self, actor_id: int, guild_id: int, user_id: int, amount_micros: int, reason: str | None
+    ) -> str:
+        """Take back credit granted this month (never below zero)."""
+        if amount_micros <= 0:
+            raise UserError("Revoke a positive amount, such as 1.50.")
+        month = quota.month_start(self.clock()).timestamp()
+        async with self.db.transaction() as conn:
+            have = await limits_repo.credits_since(conn, guild_id, user_id, month)
+            taken = min(have, amount_micros)
+            if taken == 0:
+                raise UserError(f"<@{user_id}> has no credit this month.")
+            await limits_repo.grant_credit(conn, guild_id, user_id, -taken, actor_id, reason)
+            await self._audit(
+                conn,
+                guild_id,
+                actor_id,
+                "revoke_credit",
+                user=user_id,
+                amount=taken,
+                reason=reason,
+            )
+        return f"Revoked {usd(taken)} of credit from <@{user_id}>; {usd(have - taken)} left."
+
+    # -- access ------------------------------------------------------------------------------
+
+    async def block(
+        self, actor_id: int, guild_id: int | None, user_id: int, reason: str | None = None
+    ) -> str:
+        if user_id == actor_id:
+            raise UserError("You cannot block yourself.")
+        async with self.db.transaction() as conn:
+            await limits_repo.set_blocked(conn, _gid(guild_id), user_id, True, actor_id, reason)
+            await self._audit(conn, guild_id, actor_id, "block", user=user_id, reason=reason)
+        return f"<@{user_id}> can no longer use Flexbot {self._where(guild_id)}."
+
+    async def unblock(self, actor_id: int, guild_id: int | None, user_id: int) -> str:
+        async with self.db.transaction() as conn:
+            await limits_repo.set_blocked(conn, _gid(guild_id), user_id, False, actor_id)
+            await self._audit(conn, guild_id, actor_id, "unblock", user=user_id)
+        return f"<@{user_id}> can use Flexbot {self._where(guild_id)} again."
+
+    async def pause(self, actor_id: int, guild_id: int | None, reason: str | None = None) -> str:
+        """Refuse new edits (queued and running ones finish)."""
+        async with self.db.transaction() as conn:
+            await limits_repo.set_paused(conn, _gid(guild_id), True, actor_id, reason)
+            await self._audit(conn, guild_id, actor_id, "pause", reason=reason)
+        return f"Flexbot is paused {self._where(guild_id)}; jobs already queued still run."
+
+    async def resume(self, actor_id: int, guild_id: int | None) -> str:
+        async with self.db.transaction() as conn:
+            await limits_repo.set_paused(conn, _gid(guild_id), False, actor_id)
+            await self._audit(conn, guild_id, actor_id, "resume")
+        return f"Flexbot takes edits {self._where(guild_id)} again."
+
+    @staticmethod
+    def _where(guild_id: int | None) -> str:
+        return "on this server" if guild_id else "everywhere"
+
+    async def set_allowed_channels(
+        self, actor_id: int, guild_id: int, channel_ids: Sequence[int]
+    ) -> str:
+        """Replace the allowed channels; an empty list allows every channel."""
+        async with self.db.transaction() as conn:
+            await policy_repo.set_allowed_channels(conn, guild_id, channel_ids, actor_id)
+            await self._audit(
+                conn, guild_id, actor_id, "set_allowed_channels", channels=list(channel_ids)
+            )
+        if not channel_ids:
+            return "Flexbot now answers in every channel."
+        return "Flexbot now answers only in " + ", ".join(f"<#{c}>" for c in channel_ids) + "."
+
+    async def allow_channel(
+        self, actor_id: int, guild_id: int, channel_id: int, allowed: bool
+    ) -> str:
+        """Add a channel to, or remove it from, the allowed list."""
+        current = await policy_repo.allowed_channels(self.db.conn, guild_id)
+        if allowed:
+            wanted = [*current, channel_id]
+        else:
+            if not current:
+                raise UserError(
+                    "Every channel is allowed; first allow the channels Flexbot should use."
+                )
+            wanted = [c for c in current if c != channel_id]
+            if not wanted:
+                raise UserError("That would leave no channel; use `channels-reset` to allow all.")
+        return await self.set_allowed_channels(actor_id, guild_id, wanted)
+
+    async def set_required_role(self, actor_id: int, guild_id: int, role_id: int | None) -> str:
+        async with self.db.transaction() as conn:
+            await policy_repo.set_required_role(conn, guild_id, role_id, actor_id)
+            await self._audit(conn, guild_id, actor_id, "set_required_role", role=role_id)
+        if role_id is None:
+            return "No role is needed to use Flexbot any more."
+        return f"Members now need <@&{role_id}> to use Flexbot."
+
+    async def set_safety(
+        self,
+        actor_id: int,
+        guild_id: int,
+        channel_id: int | None,
+        max_tolerance: str,
+        checker_off_allowed: bool = False,
+        *,
+        channel_is_nsfw: bool = False,
+    ) -> str:
+        """Highest tolerance for a channel (or the server default with no channel)."""
+        if max_tolerance not in TOLERANCES:
+            raise UserError("Safety tolerance is 1 (strictest) to 5 (most permissive).")
+        if checker_off_allowed and channel_id is not None and not channel_is_nsfw:
+            raise UserError(
+                "The safety checker may only be switched off in age-restricted channels."
+            )
+        target = policy_repo.GUILD_DEFAULT if channel_id is None else channel_id
+        async with self.db.transaction() as conn:
+            await policy_repo.set_safety(
+                conn, guild_id, target, max_tolerance, checker_off_allowed, actor_id
+            )
+            await self._audit(
+                conn,
+                guild_id,
+                actor_id,
+                "set_safety",
+                channel=channel_id,
+                max_tolerance=max_tolerance,
+                checker_off_allowed=checker_off_allowed,
+            )
+        where = "this server's default" if channel_id is None else f"<#{channel_id}>"
+        checker = (
+            " The checker may be switched off (age-restricted channels only)."
+            if checker_off_allowed
+            else " The safety checker stays on."
+        )
+        return f"Highest safety tolerance for {where} is now {max_tolerance}.{checker}"
+
+    async def clear_safety(self, actor_id: int, guild_id: int, channel_id: int) -> str:
+        async with self.db.transaction() as conn:
+            await policy_repo.clear_safety(conn, guild_id, channel_id)
+            await self._audit(conn, guild_id, actor_id, "clear_safety", channel=channel_id)
+        return f"<#{channel_id}> follows the server's safety default again."
+
+    # -- reports ------------------------------------------------------------------------------
+
+    async def settings_report(self, guild_id: int | None) -> list[SettingRow]:
+        """Every effective setting and where it comes from, then this server's overrides."""
+        rows = [SettingRow(k, v, s) for k, v, s in self.settings.describe()]
+        conn = self.db.conn
+        for o in await policy_repo.guild_overrides(conn, limits_repo.GLOBAL):
+            rows.append(SettingRow(o.name, show_limit(o.name, o.value), "bot-wide override"))
+        if guild_id is None:
+            return rows
+        for o in await policy_repo.guild_overrides(conn, guild_id):
+            who = {
+                "guild": "server",
+                "role": f"role <@&{o.target_id}>",
+                "user": f"<@{o.target_id}>",
+            }
+            rows.append(
+                SettingRow(
+                    o.name, show_limit(o.name, o.value), f"{who.get(o.scope, o.scope)} override"
+                )
+            )
+        channels = await policy_repo.allowed_channels(conn, guild_id)
+        rows.append(
+            SettingRow(
+                "allowed_channels",
+                ", ".join(f"<#{c}>" for c in channels) if channels else "all",
+                "server" if channels else "default",
+            )
+        )
+        role = await policy_repo.required_role(conn, guild_id)
+        rows.append(
+            SettingRow(
+                "required_role", f"<@&{role}>" if role else "none", "server" if role else "default"
+            )
+        )
+        safety = await policy_repo.safety_rows(conn, guild_id)
+        if not any(r.channel_id == policy_repo.GUILD_DEFAULT for r in safety):
+            rows.append(
+                SettingRow(
+                    "safety", f"tolerance ≤ {DEFAULT_SAFETY_TOLERANCE}, checker on", "default"
+                )
+            )
+        for r in safety:
+            where = "server" if r.channel_id == policy_repo.GUILD_DEFAULT else f"<#{r.channel_id}>"
+            checker = (
+                "checker may be off (age-restricted)" if r.checker_off_allowed else "checker on"
+            )
+            rows.append(SettingRow("safety", f"tolerance ≤ {r.max_tolerance}, {checker}", where))
+        paused = await limits_repo.paused_scopes(conn, guild_id)
+        rows.append(
+            SettingRow(
+                "paused",
+                "yes" if paused else "no",
+                ("bot-wide" if limits_repo.GLOBAL in paused else "server") if paused else "default",
+            )
+        )
+        blocked = await policy_repo.blocked_users(conn, guild_id)
+        rows.append(SettingRow("blocked_members", str(len(blocked)), "server"))
+        return rows
+
+    async def usage_report(
+        self, guild_id: int | None, period: str = "month", *, top: int = 10
+    ) -> usage_q.UsageReport:
+        """Totals, top members and channels for ``today``, ``month``, ``last30`` or ``all``."""
+        return await usage_q.usage_report(
+            self.db, guild_id, usage_q.period(period, self.clock()), top=top
+        )
+
+    async def export_csv(self, guild_id: int | None, period: str = "month") -> str:
+        """One CSV row per job; ``amount_usd`` sums to the ledger total of the period."""
+        return await usage_q.export_csv(self.db, guild_id, usage_q.period(period, self.clock()))
+
+    async def audit_log(self, guild_id: int | None, limit: int = 20) -> list[policy_repo.AuditRow]:
+        return await policy_repo.audit_rows(self.db.conn, guild_id, limit)
