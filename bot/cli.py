@@ -17,6 +17,7 @@ from bot.errors import ConfigError, ImageRejected, InvalidParameter, StoreError
 from bot.fal.client import FalClient, QueueStatus
 from bot.fal.errors import FalError
 from bot.images import ImageLimits, ImageProcessor, NormalizedImage, image_size
+from bot.logs import configure_logging
 from bot.model import EditParams, usd
 from bot.params import ParamLimits, parse_edit_params
 from bot.pricing import expected_output_size, quote
@@ -313,12 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"flexbot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    configure_logging(
+        settings.log_level,
+        json_lines=settings.log_format == "json",
+        secrets=[s for s in (settings.discord_token, settings.fal_key) if s],
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs full URLs at INFO
-    if args.command == "edit" and not (logging.getLogger().isEnabledFor(logging.DEBUG)):
-        logging.getLogger("bot").setLevel(logging.WARNING)
+    if args.command == "edit" and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("bot").setLevel(logging.WARNING)  # the terminal shows progress itself
     try:
         if args.command == "edit":
             return asyncio.run(run_edit(args, settings))

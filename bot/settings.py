@@ -50,6 +50,11 @@ class Settings:
     # general
     data_dir: Path = _opt(Path("data"), "Where the database and the image blobs live.")
     log_level: str = _opt("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = _opt(
+        "text",
+        "text (one readable line per event) or json (one JSON object per line).",
+        choices=("text", "json"),
+    )
     secrets_file: Path | None = _opt(
         None,
         "A TOML file, outside the repository, holding DISCORD_TOKEN and/or FAL_KEY "

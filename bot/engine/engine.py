@@ -32,6 +32,7 @@ from bot.errors import UserError
 from bot.fal.client import EditResult, FalClient, QueueStatus
 from bot.fal.errors import FalError
 from bot.images import image_size
+from bot.logs import bind
 from bot.model import EditParams, Job, JobState, Requester
 from bot.pricing import expected_output_size, quote
 from bot.settings import Settings
@@ -452,7 +453,7 @@ class Engine:
             await self._wake.wait()
 
     def _spawn(self, job_id: int, user_id: int) -> None:
-        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        task = asyncio.create_task(self._run(job_id, user_id), name=f"job-{job_id}")
         self._workers[job_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -463,9 +464,10 @@ class Engine:
 
         task.add_done_callback(done)
 
-    async def _run(self, job_id: int) -> None:
+    async def _run(self, job_id: int, user_id: int) -> None:
         try:
-            await _JobRun(self, job_id).run()
+            with bind(job_id=job_id, user_id=user_id):
+                await _JobRun(self, job_id).run()
         except asyncio.CancelledError:
             raise
         except Exception:
