@@ -25,7 +25,7 @@ def captured() -> Iterator[io.StringIO]:
 
 
 def every_log_path(log: logging.Logger) -> None:
-    log.info(f"key in message {FAL_KEY}")  # noqa: G004 - a careless caller, on purpose
+    log.info(f"key in message {FAL_KEY}")  # a careless caller, on purpose
     log.info("key in args %s and token %s", FAL_KEY, DISCORD_TOKEN)
     log.warning("header Authorization: Key %s", FAL_KEY)
     log.info("signed url %s", SIGNED)
