@@ -301,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
 
     sub.add_parser("config-example", help="print config/flexbot.example.toml")
+
+    bak = sub.add_parser("backup", help="copy the live database and images to a directory")
+    bak.add_argument("path", type=Path, help="a new, empty directory")
+    res = sub.add_parser("restore", help="restore a backup into the data directory (bot stopped)")
+    res.add_argument("path", type=Path, help="a directory written by `flexbot backup`")
+    res.add_argument("--force", action="store_true", help="replace an existing database")
     return parser
 
 
@@ -326,6 +332,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_edit(args, settings))
         if args.command == "run":
             return asyncio.run(run_bot(settings))
+        if args.command in ("backup", "restore"):
+            from bot import backup
+
+            if args.command == "backup":
+                report = backup.backup(settings.data_dir, args.path)
+                print(
+                    f"Backed up {report.jobs} jobs, {report.ledger_rows} ledger rows and "
+                    f"{report.blobs_copied} images to {report.path}"
+                )
+            else:
+                report = backup.restore(args.path, settings.data_dir, force=args.force)
+                print(
+                    f"Restored {report.jobs} jobs, {report.ledger_rows} ledger rows and "
+                    f"{report.blobs_copied} images into {report.path}"
+                )
+            return 0
         if args.command == "fake-fal":
             from bot.fal.fake import serve
 
