@@ -33,6 +33,7 @@ from bot.fal.client import EditResult, FalClient, QueueStatus
 from bot.fal.errors import FalError
 from bot.images import image_size
 from bot.logs import bind
+from bot.metrics import Metrics
 from bot.model import EditParams, Job, JobState, Requester
 from bot.pricing import expected_output_size, quote
 from bot.settings import Settings
@@ -106,6 +107,7 @@ class Engine:
         delivery: Delivery,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -113,6 +115,7 @@ class Engine:
         self.delivery = delivery
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.scheduler = FairScheduler()
         self.stats = _Stats()
         self._wake = asyncio.Event()
@@ -319,7 +322,7 @@ class Engine:
                     await self._release(conn, job)
             if won:
                 self.scheduler.remove(job_id)
-                await self.notify_changed()
+                await self.notify_changed(JobState.CANCELLED)
                 log.info("job=%s cancelled while queued by %s", job_id, caller_id)
                 return CancelResult(
                     job_id, "cancelled", f"Job #{job_id} cancelled; nothing was charged."
@@ -398,8 +401,10 @@ class Engine:
             EditRequest(params, inputs, requester, origin="remix", parent_job_id=job_id)
         )
 
-    async def notify_changed(self) -> None:
+    async def notify_changed(self, final_state: str | None = None) -> None:
         """Wake everyone waiting in wait_for_state (called after each stored transition)."""
+        if final_state is not None:
+            self.metrics.jobs_finished.labels(final_state).inc()
         async with self._changed:
             self._changed.notify_all()
 
@@ -499,7 +504,7 @@ class Engine:
             if won:
                 await self._release(conn, job)
         if won:
-            await self.notify_changed()
+            await self.notify_changed(JobState.FAILED)
             log.info("job=%s failed: %s", job.id, reason)
             with contextlib.suppress(Exception):
                 await self.delivery.failed(replace(job, state=JobState.FAILED), reason)
@@ -613,6 +618,7 @@ class _JobRun:
             await e.fail(job, [JobState.QUEUED, JobState.SUBMITTING], str(exc))
             return None
         except FalError as exc:
+            e.metrics.fal_errors.labels(exc.error_type or type(exc).__name__).inc()
             await e.fail(job, [JobState.QUEUED, JobState.SUBMITTING], exc.user_message)
             return None
         async with e.db.transaction() as conn:
@@ -632,6 +638,7 @@ class _JobRun:
         try:
             request_id = await e.fal.submit(job.params.to_fal_input(urls))
         except FalError as exc:
+            e.metrics.fal_errors.labels(exc.error_type or type(exc).__name__).inc()
             await e.fail(job, [JobState.SUBMITTING], exc.user_message)
             return None
         e.stats.fal_submits += 1
@@ -688,6 +695,7 @@ class _JobRun:
                 status = await e.fal.status(rid)
                 e.stats.http_polls += 1
             except FalError as exc:
+                e.metrics.fal_errors.labels(exc.error_type or type(exc).__name__).inc()
                 if not exc.retryable and exc.status is not None and exc.status < 500:
                     await e.fail(job, [JobState.RUNNING], exc.user_message)
                     return None
@@ -712,6 +720,7 @@ class _JobRun:
             data = await e.fal.download(result.images[0].url, e.settings.max_output_bytes)
             width, height = image_size(data)
         except FalError as exc:
+            e.metrics.fal_errors.labels(exc.error_type or type(exc).__name__).inc()
             if cancelled:
                 await self.cancelled(job)
                 return None
@@ -750,6 +759,7 @@ class _JobRun:
             return None
         await e.notify_changed()
         if job.started_at:
+            e.metrics.fal_job_seconds.observe(now - job.started_at)
             e._durations.insert(0, now - job.started_at)
             del e._durations[50:]
         log.info("job=%s fetched output=%s cost=%s seed=%s", job.id, sha[:12], cost, result.seed)
@@ -771,7 +781,7 @@ class _JobRun:
                 await e._release(conn, job)
         e._cancel_requests.discard(job.id)
         if won:
-            await e.notify_changed()
+            await e.notify_changed(JobState.CANCELLED)
             log.info("job=%s cancelled at fal", job.id)
             with contextlib.suppress(Exception):
                 await e.delivery.failed(replace(job, state=JobState.CANCELLED), "Cancelled.")
@@ -807,7 +817,7 @@ class _JobRun:
                     JobState.DELIVERED,
                     result_message_id=message_id,
                 )
-            await e.notify_changed()
+            await e.notify_changed(JobState.DELIVERED)
             log.info("job=%s delivered message=%s", job.id, message_id)
             return
 
@@ -816,5 +826,5 @@ class _JobRun:
             await jobs_repo.transition(
                 conn, job.id, [JobState.FETCHED], JobState.UNDELIVERABLE, failure_reason=reason
             )
-        await self.e.notify_changed()
+        await self.e.notify_changed(JobState.UNDELIVERABLE)
         log.warning("job=%s undeliverable: %s (output kept, still charged)", job.id, reason)

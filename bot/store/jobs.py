@@ -275,3 +275,18 @@ async def ledger_for(conn: aiosqlite.Connection, job_id: int) -> dict[str, int]:
         async for kind, amount in cur:
             totals[kind] = int(amount)
     return totals
+
+
+async def count_by_state(conn: aiosqlite.Connection) -> dict[str, int]:
+    async with conn.execute("SELECT state, count(*) FROM jobs GROUP BY state") as cur:
+        return {str(state): int(n) async for state, n in cur}
+
+
+async def spend_by_guild(conn: aiosqlite.Connection, since: float) -> dict[int | None, int]:
+    """Money held or charged per guild for jobs created since ``since``."""
+    async with conn.execute(
+        "SELECT guild_id, SUM(held_micros + charged_micros) FROM jobs WHERE created_at >= ?"
+        " GROUP BY guild_id",
+        (since,),
+    ) as cur:
+        return {guild: int(total) async for guild, total in cur}

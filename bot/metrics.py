@@ -1,0 +1,84 @@
+"""Prometheus metrics, in a registry of their own (one per app, so tests don't collide)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+@dataclass
+class Snapshot:
+    """Numbers read from the database at scrape time."""
+
+    jobs_by_state: Mapping[str, int] = field(default_factory=dict)
+    queue_depth: int = 0
+    spend_by_guild: Mapping[str, int] = field(default_factory=dict)
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+
+    def collect(self) -> Iterable[Metric]:
+        jobs = GaugeMetricFamily("flexbot_jobs", "Jobs by state", labels=["state"])
+        for state, count in sorted(self.snapshot.jobs_by_state.items()):
+            jobs.add_metric([state], count)
+        yield jobs
+        yield GaugeMetricFamily(
+            "flexbot_queue_depth",
+            "Jobs waiting in Flexbot's queue",
+            value=self.snapshot.queue_depth,
+        )
+        spend = GaugeMetricFamily(
+            "flexbot_spend_micros",
+            "Money held or charged this UTC month, in micro-dollars",
+            labels=["guild"],
+        )
+        for guild, micros in sorted(self.snapshot.spend_by_guild.items()):
+            spend.add_metric([guild], micros)
+        yield spend
+
+
+class Metrics:
+    """Counters the code updates as things happen, plus a snapshot refreshed per scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.fal_job_seconds = Histogram(
+            "flexbot_fal_job_seconds",
+            "Time from fal submit to output fetched",
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self.fal_errors = Counter(
+            "flexbot_fal_errors", "fal errors by type", ["type"], registry=self.registry
+        )
+        self.jobs_finished = Counter(
+            "flexbot_jobs_finished",
+            "Jobs that reached a final state",
+            ["state"],
+            registry=self.registry,
+        )
+        self.discord_errors = Counter(
+            "flexbot_discord_errors",
+            "Discord HTTP errors by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.loop_lag = Gauge(
+            "flexbot_event_loop_lag_seconds",
+            "Latest event-loop lag seen by a ticker",
+            registry=self.registry,
+        )
+        self._snapshot = _SnapshotCollector()
+        self.registry.register(self._snapshot)
+
+    def update(self, snapshot: Snapshot) -> None:
+        self._snapshot.snapshot = snapshot
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
