@@ -55,6 +55,10 @@ class Settings:
         "text (one readable line per event) or json (one JSON object per line).",
         choices=("text", "json"),
     )
+    health_host: str = _opt(
+        "127.0.0.1", "Address of the /healthz and /metrics server (keep it local or firewalled)."
+    )
+    health_port: int = _opt(0, "Port of the /healthz and /metrics server; 0 = off.", lo=0, hi=65535)
     secrets_file: Path | None = _opt(
         None,
         "A TOML file, outside the repository, holding DISCORD_TOKEN and/or FAL_KEY "
