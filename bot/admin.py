@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import InvalidOperation
 from typing import Any
 
 import aiosqlite
@@ -18,7 +19,7 @@ from bot.engine import quota
 from bot.engine import usage as usage_q
 from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS, Refusal
 from bot.errors import UserError
-from bot.model import DEFAULT_SAFETY_TOLERANCE, usd
+from bot.model import DEFAULT_SAFETY_TOLERANCE, micros_from_usd, usd
 from bot.settings import UNLIMITED, Settings
 from bot.store import limits as limits_repo
 from bot.store import policy as policy_repo
@@ -58,6 +59,33 @@ def show_limit(name: str, value: int | None) -> str:
     if value is None:
         return UNLIMITED
     return usd(value) if name in MONEY_LIMITS else str(value)
+
+
+def parse_money(text: str, *, allow_unlimited: bool = False) -> int | None:
+    """Dollars as typed by an admin ("1.50", "$2") into micro-dollars, exactly."""
+    cleaned = text.strip().lstrip("$").strip()
+    if allow_unlimited and cleaned.lower() in (UNLIMITED, "none", "off"):
+        return None
+    try:
+        micros = micros_from_usd(cleaned)
+    except (InvalidOperation, ValueError):
+        extra = ' or "unlimited"' if allow_unlimited else ""
+        raise UserError(f"{text!r} is not an amount; use dollars such as 1.50{extra}.") from None
+    if micros < 0:
+        raise UserError("Amounts cannot be negative.")
+    return micros
+
+
+def parse_limit_value(name: str, text: str) -> int | None:
+    """A limit's value: dollars for money caps, a whole number for counts and seconds."""
+    if name in MONEY_LIMITS:
+        return parse_money(text, allow_unlimited=True)
+    cleaned = text.strip().lower()
+    if cleaned in (UNLIMITED, "none") and name != "user_cooldown_seconds":
+        return None
+    if not cleaned.isdigit():
+        raise UserError(f"{LIMIT_WORDS.get(name, name)} takes a whole number, not {text!r}.")
+    return int(cleaned)
 
 
 def _gid(guild_id: int | None) -> int:
@@ -372,6 +400,18 @@ class Admin:
             await policy_repo.clear_safety(conn, guild_id, channel_id)
             await self._audit(conn, guild_id, actor_id, "clear_safety", channel=channel_id)
         return f"<#{channel_id}> follows the server's safety default again."
+
+    async def set_remix_opt_out(self, user_id: int, opt_out: bool) -> str:
+        """A member's own choice: others may (not) use their images as references."""
+        async with self.db.transaction() as conn:
+            await limits_repo.set_remix_opt_out(conn, user_id, opt_out)
+            await self._audit(conn, None, user_id, "remix_opt_out", opt_out=opt_out)
+        if opt_out:
+            return "Others can no longer remix your images or results."
+        return "Others may remix your images and results again."
+
+    async def remix_opted_out(self, user_id: int) -> bool:
+        return await limits_repo.remix_opted_out(self.db.conn, user_id)
 
     # -- reports ------------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ COGS = (
     "cogs.queue",
     "cogs.usage",
     "cogs.admin",
+    "cogs.admin_limits",
+    "cogs.admin_access",
 )
 
 DRY_RUN_WARNING = (

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from bot.engine import quota
 from bot.engine.engine import Engine
-from bot.model import MICROS_PER_USD, Job, Requester
+from bot.model import MICROS_PER_USD, Job, JobState, Requester
 from bot.store import jobs as jobs_repo
 from bot.store import usage as usage_repo
 from bot.store.db import Database
@@ -238,3 +238,22 @@ def render_csv(rows: Sequence[Sequence[str]]) -> str:
 
 async def export_csv(db: Database, guild_id: int | None, span: Period) -> str:
     return render_csv(await csv_rows(db, guild_id, span))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One of a member's unfinished jobs, with its place in the fair queue when still queued."""
+
+    job: Job
+    position: int | None
+    eta_seconds: float | None
+
+
+async def queue_for(engine: Engine, user_id: int) -> list[QueueEntry]:
+    """A member's queued and running jobs, oldest first."""
+    states = [*JobState.ACTIVE, JobState.FETCHED]
+    entries = []
+    for job in await jobs_repo.jobs_in_states(engine.db.conn, states, user_id=user_id):
+        place = engine.position(job.id) if job.state == JobState.QUEUED else None
+        entries.append(QueueEntry(job, place[0] if place else None, place[1] if place else None))
+    return entries

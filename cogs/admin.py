@@ -1,0 +1,181 @@
+"""/flexadmin: the server owners' group (Manage Server), with reports, pause and resume.
+
+Subgroups live in ``cogs.admin_limits`` (limits, credit) and ``cogs.admin_access`` (access,
+safety); their extensions attach them to this group, so load this one first.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.admin import SettingRow
+from bot.engine.usage import UsageReport
+from bot.errors import UserError
+from bot.model import usd
+
+if TYPE_CHECKING:
+    from bot.app import FlexBot
+
+log = logging.getLogger(__name__)
+
+GROUP_NAME = "flexadmin"
+Period = Literal["today", "month", "last30", "all"]
+NO_PERMISSION = "You need the Manage Server permission to use /flexadmin."
+
+
+async def reply(interaction: discord.Interaction, action: Awaitable[str]) -> None:
+    """Run one admin change and answer with its outcome, or with what was wrong."""
+    try:
+        message = await action
+    except UserError as exc:
+        message = str(exc)
+    await interaction.response.send_message(message, ephemeral=True)
+
+
+def guild_id_of(interaction: discord.Interaction) -> int:
+    assert interaction.guild_id is not None  # guild_only group
+    return interaction.guild_id
+
+
+def render_report(report: UsageReport) -> discord.Embed:
+    t = report.totals
+    embed = discord.Embed(title=f"Flexbot usage: {report.period.label}", colour=0x5865F2)
+    embed.description = (
+        f"**{usd(t.spent_micros)}** spent ({usd(t.charged_micros)} charged, "
+        f"{usd(t.held_micros)} held for running jobs)\n"
+        f"{t.jobs} jobs: {t.delivered} delivered, {t.failed} failed, {t.cancelled} cancelled"
+    )
+    members = [f"<@{b.key}> · {usd(b.spent_micros)} · {b.jobs} jobs" for b in report.top_members]
+    channels = [
+        f"{f'<#{b.key}>' if b.key else 'no channel'} · {usd(b.spent_micros)} · {b.jobs} jobs"
+        for b in report.channels
+    ]
+    embed.add_field(name="Top members", value="\n".join(members) or "none", inline=False)
+    embed.add_field(name="Channels", value="\n".join(channels) or "none", inline=False)
+    return embed
+
+
+def render_settings(rows: list[SettingRow]) -> str:
+    return "\n".join(f"{r.key} = {r.value}  ({r.source})" for r in rows)
+
+
+class FlexAdmin(app_commands.Group):
+    """Server owners' controls; every change is recorded with who made it."""
+
+    def __init__(self, bot: FlexBot) -> None:
+        super().__init__(
+            name=GROUP_NAME,
+            description="Flexbot budgets, access, safety and reports (Manage Server).",
+            guild_only=True,
+            default_permissions=discord.Permissions(manage_guild=True),
+        )
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # default_permissions is only a default the server can change; this is the real check.
+        if interaction.guild is not None and interaction.permissions.manage_guild:
+            return True
+        await interaction.response.send_message(NO_PERMISSION, ephemeral=True)
+        return False
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            return  # already answered in interaction_check
+        if type(self.bot.tree).on_error is app_commands.CommandTree.on_error:
+            log.error("/%s failed", GROUP_NAME, exc_info=error)
+
+    @app_commands.command(name="usage", description="Totals, top members and channels.")
+    @app_commands.describe(period="today, this month (default), last 30 days, or all time")
+    async def usage(self, interaction: discord.Interaction, period: Period = "month") -> None:
+        report = await self.bot.core.admin.usage_report(guild_id_of(interaction), period)
+        await interaction.response.send_message(embed=render_report(report), ephemeral=True)
+
+    @app_commands.command(name="export", description="Every job and its cost as a CSV file.")
+    @app_commands.describe(period="today, this month (default), last 30 days, or all time")
+    async def export(self, interaction: discord.Interaction, period: Period = "month") -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await self.bot.core.admin.export_csv(guild_id_of(interaction), period)
+        name = f"flexbot-usage-{period}.csv"
+        await interaction.followup.send(
+            f"Usage export ({period}); `amount_usd` sums to what was spent.",
+            file=discord.File(io.BytesIO(text.encode()), filename=name),
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="settings", description="Every effective setting and its source.")
+    async def settings(self, interaction: discord.Interaction) -> None:
+        rows = await self.bot.core.admin.settings_report(guild_id_of(interaction))
+        text = render_settings(rows)
+        if len(text) <= 1900:
+            await interaction.response.send_message(f"```\n{text}\n```", ephemeral=True)
+            return
+        overrides = [r for r in rows if r.source != "default"]
+        await interaction.response.send_message(
+            f"{len(rows)} settings, {len(overrides)} not at their default; full list attached.",
+            file=discord.File(io.BytesIO(text.encode()), filename="flexbot-settings.txt"),
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="audit", description="The latest admin changes and who made them.")
+    async def audit(self, interaction: discord.Interaction) -> None:
+        rows = await self.bot.core.admin.audit_log(guild_id_of(interaction), 15)
+        lines = [
+            f"<t:{int(r.created_at)}:R> <@{r.actor_id}> {r.action} "
+            + " ".join(f"{k}={v}" for k, v in r.detail.items() if v is not None)
+            for r in rows
+        ]
+        await interaction.response.send_message(
+            "\n".join(lines)[:1900] or "No admin changes yet.", ephemeral=True
+        )
+
+    @app_commands.command(name="pause", description="Refuse new edits (running ones finish).")
+    @app_commands.describe(everywhere="Pause the whole bot (bot owner only)", reason="Why")
+    async def pause(
+        self, interaction: discord.Interaction, everywhere: bool = False, reason: str | None = None
+    ) -> None:
+        guild = await self._scope(interaction, everywhere)
+        if guild != -1:
+            await reply(interaction, self.bot.core.admin.pause(interaction.user.id, guild, reason))
+
+    @app_commands.command(name="resume", description="Take new edits again.")
+    @app_commands.describe(everywhere="Resume the whole bot (bot owner only)")
+    async def resume(self, interaction: discord.Interaction, everywhere: bool = False) -> None:
+        guild = await self._scope(interaction, everywhere)
+        if guild != -1:
+            await reply(interaction, self.bot.core.admin.resume(interaction.user.id, guild))
+
+    async def _scope(self, interaction: discord.Interaction, everywhere: bool) -> int | None:
+        """This guild, None for bot-wide (owner only), or -1 after refusing."""
+        if not everywhere:
+            return guild_id_of(interaction)
+        if await self.bot.is_owner(interaction.user):
+            return None
+        await interaction.response.send_message(
+            "Only the bot's owner can pause or resume it everywhere.", ephemeral=True
+        )
+        return -1
+
+
+def flexadmin_group(bot: commands.Bot) -> FlexAdmin:
+    """The registered /flexadmin group, for the extensions that add subgroups to it."""
+    group = bot.tree.get_command(GROUP_NAME)
+    if not isinstance(group, FlexAdmin):
+        raise commands.ExtensionFailed(GROUP_NAME, RuntimeError("load cogs.admin first"))
+    return group
+
+
+async def setup(bot: FlexBot) -> None:
+    bot.tree.add_command(FlexAdmin(bot))
+
+
+async def teardown(bot: FlexBot) -> None:
+    bot.tree.remove_command(GROUP_NAME)
