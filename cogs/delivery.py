@@ -1,20 +1,63 @@
-"""Delivery over Discord: results as new channel messages (bot token, never the interaction)."""
+"""Delivery over Discord: results as new channel messages (bot token, never the interaction).
+
+The result replies to the job's status message, pings only the requester, and is re-encoded to
+fit the guild's upload limit. Forbidden / NotFound are final (Undeliverable): a 403 is never
+retried, since every one counts towards Discord's invalid-request ban.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from typing import TYPE_CHECKING
 
 import discord
+from PIL import Image
 
 from bot.engine.delivery import Progress, Undeliverable
-from bot.model import Job, usd
+from bot.model import Job
+from cogs import render
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
 
 log = logging.getLogger(__name__)
+
+JPEG_QUALITIES = (90, 80, 70, 60)
+POSTING_PERMISSIONS = (
+    ("view_channel", "View Channel"),
+    ("attach_files", "Attach Files"),
+    ("embed_links", "Embed Links"),
+    ("read_message_history", "Read Message History"),
+)
+
+
+def fit_upload(data: bytes, limit: int, ext: str) -> tuple[bytes, str]:
+    """The image as is when it fits, else re-encoded as JPEG (and downscaled) until it does."""
+    if len(data) <= limit:
+        return data, ext
+    with Image.open(io.BytesIO(data)) as source:
+        image = source.convert("RGB")
+    while min(image.size) >= 64:
+        for quality in JPEG_QUALITIES:
+            buf = io.BytesIO()
+            image.save(buf, "JPEG", quality=quality, optimize=True)
+            if buf.tell() <= limit:
+                return buf.getvalue(), "jpg"
+        image = image.resize(
+            (image.width * 3 // 4, image.height * 3 // 4), Image.Resampling.LANCZOS
+        )
+    raise Undeliverable(f"the result cannot be made smaller than the {limit} byte upload limit")
+
+
+def requester_only(job: Job) -> discord.AllowedMentions:
+    return discord.AllowedMentions(
+        everyone=False, roles=False, users=[discord.Object(job.user_id)], replied_user=False
+    )
+
+
+Postable = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.DMChannel
 
 
 class DiscordDelivery:
@@ -23,7 +66,7 @@ class DiscordDelivery:
     def __init__(self, bot: FlexBot) -> None:
         self.bot = bot
 
-    async def _channel(self, job: Job) -> discord.abc.Messageable:
+    async def _channel(self, job: Job) -> Postable:
         if job.channel_id is None:
             raise Undeliverable("the job has no channel")
         channel = self.bot.get_channel(job.channel_id)
@@ -31,42 +74,84 @@ class DiscordDelivery:
             try:
                 channel = await self.bot.fetch_channel(job.channel_id)
             except (discord.NotFound, discord.Forbidden) as exc:
-                raise Undeliverable(f"channel {job.channel_id} is gone or hidden ({exc.text})")
-        if not isinstance(channel, discord.abc.Messageable):
+                raise Undeliverable(
+                    f"channel {job.channel_id} is gone or hidden ({exc.text})"
+                ) from exc
+        if not isinstance(channel, Postable):
             raise Undeliverable(f"channel {job.channel_id} cannot take messages")
         return channel
 
+    @staticmethod
+    def _missing(channel: Postable) -> list[str]:
+        if isinstance(channel, discord.DMChannel) or channel.guild.me is None:
+            return []
+        perms = channel.permissions_for(channel.guild.me)
+        send = ("send_messages", "Send Messages")
+        if isinstance(channel, discord.Thread):
+            send = ("send_messages_in_threads", "Send Messages in Threads")
+        return [name for attr, name in (send, *POSTING_PERMISSIONS) if not getattr(perms, attr)]
+
+    async def _edit_status(self, job: Job, rendered: render.Rendered) -> None:
+        if job.status_message_id is None:
+            return
+        try:
+            channel = await self._channel(job)
+            await channel.get_partial_message(job.status_message_id).edit(
+                content=rendered.content,
+                view=render.make_view(rendered.buttons) if rendered.buttons else None,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except (Undeliverable, discord.HTTPException) as exc:
+            log.info("job=%s status message not updated: %s", job.id, exc)
+
     async def progress(self, job: Job, progress: Progress) -> None:
-        return None
+        await self._edit_status(job, render.status_progress(job, progress))
 
     async def deliver(self, job: Job, image: bytes) -> int | None:
         channel = await self._channel(job)
+        missing = self._missing(channel)
+        if missing:
+            raise Undeliverable(
+                f"missing permissions in channel {channel.id}: {', '.join(missing)}"
+            )
+        limit = channel.guild.filesize_limit if not isinstance(channel, discord.DMChannel) else 0
+        limit = limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
         ext = "png" if job.params.output_format == "png" else "jpg"
-        content = (
-            f"<@{job.user_id}> job #{job.id} · seed {job.seed} · "
-            f"{usd(job.cost_micros or 0)}"
-        )
+        data, ext = await asyncio.to_thread(fit_upload, image, limit, ext)
+        parent = None
+        if job.parent_job_id is not None:
+            parent = await self.bot.core.engine.get_job(job.parent_job_id)
+        filename = render.output_filename(job, ext)
+        out = render.result(job, parent, filename)
+        reference = None
+        if job.status_message_id is not None:
+            reference = discord.MessageReference(
+                message_id=job.status_message_id, channel_id=channel.id, fail_if_not_exists=False
+            )
         try:
             message = await channel.send(
-                content,
-                file=discord.File(io.BytesIO(image), filename=f"flexbot-{job.id}.{ext}"),
-                allowed_mentions=discord.AllowedMentions(
-                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
-                ),
+                out.content,
+                embed=out.embed or discord.utils.MISSING,
+                file=discord.File(io.BytesIO(data), filename=filename),
+                view=render.make_view(out.buttons),
+                allowed_mentions=requester_only(job),
+                reference=reference or discord.utils.MISSING,
                 nonce=job.delivery_key,
             )
         except (discord.Forbidden, discord.NotFound) as exc:
             raise Undeliverable(f"cannot post in channel {job.channel_id}: {exc.text}") from exc
+        await self._edit_status(job, render.status_done(job, message.jump_url))
         return message.id
 
     async def failed(self, job: Job, reason: str) -> None:
+        if job.status_message_id is not None:
+            await self._edit_status(job, render.status_ended(job, reason))
+            return
         try:
             channel = await self._channel(job)
             await channel.send(
-                f"<@{job.user_id}> job #{job.id} ended without a result: {reason}",
-                allowed_mentions=discord.AllowedMentions(
-                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
-                ),
+                f"<@{job.user_id}> {render.status_ended(job, reason).content}",
+                allowed_mentions=requester_only(job),
             )
-        except (Undeliverable, discord.HTTPException):
-            log.warning("job=%s could not tell the requester it failed", job.id)
+        except (Undeliverable, discord.HTTPException) as exc:
+            log.warning("job=%s could not tell the requester it failed: %s", job.id, exc)

@@ -1,11 +1,9 @@
 """Shared end-to-end fixtures: the REAL Flexbot (``python -m bot.cli run``) on the fake Discord,
 with a fake fal running in the test's own event loop.
 
-Use from a test module::
+Use from a test module (fixtures: ``fal``, ``fal_options``, ``flexbot``, ``flexbot_env``)::
 
-    from tests.e2e.flexbot_fixtures import (  # noqa: F401 (fixtures are found by name)
-        FlexbotRun, fal, fal_options, flexbot, flexbot_env,
-    )
+    pytest_plugins = ["tests.e2e.flexbot_fixtures"]
 
     async def test_x(discord: FakeDiscord, flexbot: FlexbotRun) -> None:
         it = await discord.slash("edit", user=discord.alice, ...)
@@ -16,6 +14,8 @@ Use from a test module::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import sqlite3
 import sys
@@ -74,13 +74,20 @@ class FlexbotRun:
         return rows[0]
 
     async def wait_for_job_state(self, job_id: int, *states: str, timeout: float = 15) -> None:
-        """Wait until the job reaches a state (woken by the fake Discord's traffic or fal's)."""
+        """Wait until the job reaches a state. Woken by the fake Discord's traffic; the bot's last
+        write may follow its last Discord call, so re-read the database every 50 ms as well."""
 
         def reached() -> bool:
             rows = self.query("SELECT state FROM jobs WHERE id = ?", (job_id,))
             return bool(rows) and rows[0]["state"] in states
 
-        await self.discord.wait_for(reached, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not reached():
+            if loop.time() > deadline:
+                raise TimeoutError(f"job #{job_id} not in {states}: {self.jobs()}")
+            with contextlib.suppress(TimeoutError):
+                await self.discord.wait_for(reached, timeout=0.05)
 
 
 def flexbot_settings(fake: FakeFal) -> dict[str, str]:

@@ -1,0 +1,249 @@
+"""/edit and the "Edit with FLUX" message context menu: read the images, queue, show the status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.engine.engine import EditRequest, InputImage, JobTicket
+from bot.engine.quota import Refusal
+from bot.errors import ImageRejected, UserError
+from bot.model import MAX_IMAGES, EditParams, JobState
+from bot.params import SIZE_CHOICES, parse_edit_params
+from cogs import render
+from cogs.errors import channel_is_nsfw, gate, report, requester_of
+
+if TYPE_CHECKING:
+    from bot.app import Core, FlexBot
+
+log = logging.getLogger(__name__)
+
+Attachment = discord.Attachment
+OptAttachment = discord.Attachment | None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f}".removesuffix(".0")
+
+
+async def read_images(core: Core, attachments: Sequence[discord.Attachment]) -> list[InputImage]:
+    """Download (byte-capped), normalise and store each image; ImageRejected names the file."""
+    cap = core.settings.max_input_bytes
+    for a in attachments:  # refuse on the declared size before downloading anything
+        if a.size > cap:
+            raise ImageRejected(
+                a.filename,
+                f"the file is {_mb(a.size)} MB, larger than the {_mb(cap)} MB limit. "
+                "Attach a smaller image.",
+            )
+    inputs = []
+    for a in attachments:
+        data = await a.read()
+        if len(data) > cap:
+            raise ImageRejected(a.filename, f"the file is larger than the {_mb(cap)} MB limit.")
+        image = await core.images.normalize(data, a.filename)
+        sha = await core.engine.store_blob(
+            image.data, image.width, image.height, image.content_type
+        )
+        inputs.append(InputImage(sha, image.width, image.height))
+    return inputs
+
+
+async def check_safety(core: Core, interaction: discord.Interaction[Any], p: EditParams) -> None:
+    """Members may ask for stricter safety than the channel's policy, never looser."""
+    policy = await core.admin.safety_limits(
+        interaction.guild_id, interaction.channel_id or 0, channel_is_nsfw(interaction)
+    )
+    if int(p.safety_tolerance) > int(policy.max_tolerance):
+        raise UserError(
+            f"Safety level {p.safety_tolerance} is not allowed in this channel; the highest here "
+            f"is {policy.max_tolerance}. Pick {policy.max_tolerance} or lower."
+        )
+    if not p.enable_safety_checker and not policy.checker_may_be_off:
+        raise UserError(
+            "The safety checker can only be switched off in age-restricted channels where an "
+            "admin allowed it. Leave `safety_checker` on."
+        )
+
+
+async def publish(
+    core: Core, interaction: discord.Interaction[Any], outcome: JobTicket | Refusal
+) -> None:
+    """Refusal -> ephemeral text; ticket -> private ack plus a public status message."""
+    if isinstance(outcome, Refusal):
+        raise UserError(outcome.message)
+    await interaction.edit_original_response(content=render.queued_ack(outcome))
+    status = render.status_queued(outcome)
+    message = await interaction.followup.send(
+        status.content,
+        view=render.make_view(status.buttons),
+        allowed_mentions=discord.AllowedMentions.none(),
+        wait=True,
+    )
+    await core.engine.set_status_message(outcome.job_id, message.id)
+    job = await core.engine.get_job(outcome.job_id)
+    if job is not None and job.state != JobState.QUEUED and job.state not in JobState.ACTIVE:
+        # Finished before we knew the status message: delivery could not link it; do it now.
+        done = render.job_summary(job)
+        if job.result_message_id and job.channel_id:
+            url = f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/"
+            done = render.status_done(job, url + str(job.result_message_id)).content
+        await message.edit(content=done, view=None)
+
+
+async def queue_edit(
+    interaction: discord.Interaction[Any],
+    attachments: Sequence[discord.Attachment],
+    *,
+    origin: str = "command",
+    source_message_id: int | None = None,
+    **raw: Any,
+) -> None:
+    """The shared path of /edit and the context menu (after the ephemeral defer)."""
+    bot: FlexBot = interaction.client
+    core = bot.core
+    params = parse_edit_params(num_images=len(attachments), limits=core.param_limits, **raw)
+    await check_safety(core, interaction, params)
+    inputs = await read_images(core, attachments)
+    request = EditRequest(
+        params,
+        tuple(inputs),
+        requester_of(interaction),
+        origin=origin,
+        source_message_id=source_message_id,
+    )
+    await publish(core, interaction, await core.engine.submit(request))
+
+
+def is_image(a: discord.Attachment) -> bool:
+    if (a.content_type or "").startswith("image/"):
+        return True
+    return a.filename.lower().rsplit(".", 1)[-1] in {"png", "jpg", "jpeg", "webp", "gif"}
+
+
+class EditModal(discord.ui.Modal):
+    """Prompt (and optional extra images) for an edit of a message's images."""
+
+    def __init__(self, source: discord.Message, images: list[discord.Attachment]) -> None:
+        super().__init__(title="Edit with FLUX", custom_id=f"flexedit:{source.id}", timeout=900)
+        self.source = source
+        self.images = images
+        self.prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+            custom_id="prompt", style=discord.TextStyle.paragraph, max_length=4000
+        )
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        self.extra: discord.ui.FileUpload[EditModal] | None = None
+        room = MAX_IMAGES - len(images)
+        if room > 0:
+            self.extra = discord.ui.FileUpload(
+                custom_id="images", min_values=0, max_values=room, required=False
+            )
+            self.add_item(
+                discord.ui.Label(
+                    text="More images (optional)",
+                    description=f"Up to {room} more reference images",
+                    component=self.extra,
+                )
+            )
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await gate(interaction, queueing=True)
+        extra = list(self.extra.values) if self.extra is not None else []
+        await queue_edit(
+            interaction,
+            [*self.images, *extra],
+            origin="context_menu",
+            source_message_id=self.source.id,
+            prompt=self.prompt.value,
+        )
+
+    async def on_error(  # type: ignore[override] # Modal's signature, typeshed'd as BaseView's
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        await report(interaction, error)
+
+
+class Edit(commands.Cog):
+    """/edit and the message context menu."""
+
+    def __init__(self, bot: FlexBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Edit with FLUX", callback=self.edit_message)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(name="edit", description="Edit images with FLUX.2 [flex]")
+    @app_commands.describe(
+        prompt="What to change",
+        image="The image to edit (add up to 7 more as references)",
+        seed="Same seed + same inputs = same image",
+        steps="Inference steps (more = slower, finer)",
+        guidance="How closely to follow the prompt",
+        size="Output size (auto follows the first image)",
+        width="Custom output width (with height)",
+        height="Custom output height (with width)",
+        format="Output format",
+        safety="Safety tolerance: 1 strictest .. 5 most permissive",
+        safety_checker="Leave on; off only in age-restricted channels that allow it",
+    )
+    @app_commands.choices(size=[app_commands.Choice(name=s, value=s) for s in SIZE_CHOICES])
+    async def edit(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: str,
+        image: Attachment,
+        image2: OptAttachment = None,
+        image3: OptAttachment = None,
+        image4: OptAttachment = None,
+        image5: OptAttachment = None,
+        image6: OptAttachment = None,
+        image7: OptAttachment = None,
+        image8: OptAttachment = None,
+        seed: app_commands.Range[int, 0, 2**53] | None = None,
+        steps: app_commands.Range[int, 2, 50] | None = None,
+        guidance: app_commands.Range[float, 1.5, 10.0] | None = None,
+        size: str | None = None,
+        width: app_commands.Range[int, 64, 8192] | None = None,
+        height: app_commands.Range[int, 64, 8192] | None = None,
+        format: Literal["jpeg", "png"] | None = None,
+        safety: Literal["1", "2", "3", "4", "5"] | None = None,
+        safety_checker: bool | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        images = [image, image2, image3, image4, image5, image6, image7, image8]
+        await queue_edit(
+            interaction,
+            [a for a in images if a is not None],
+            prompt=prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            size=size,
+            width=width,
+            height=height,
+            output_format=format,
+            safety_tolerance=safety,
+            enable_safety_checker=safety_checker,
+        )
+
+    async def edit_message(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        images = [a for a in message.attachments if is_image(a)][:MAX_IMAGES]
+        if not images:
+            raise UserError("That message has no images to edit. Use it on a message with images.")
+        await interaction.response.send_modal(EditModal(message, images))
+
+
+async def setup(bot: FlexBot) -> None:
+    await bot.add_cog(Edit(bot))
