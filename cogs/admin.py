@@ -105,10 +105,9 @@ class FlexAdmin(app_commands.Group):
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = await self.bot.core.admin.export_csv(guild_id_of(interaction), period)
         name = f"flexbot-usage-{period}.csv"
-        await interaction.followup.send(
-            f"Usage export ({period}); `amount_usd` sums to what was spent.",
-            file=discord.File(io.BytesIO(text.encode()), filename=name),
-            ephemeral=True,
+        await interaction.edit_original_response(
+            content=f"Usage export ({period}); `amount_usd` sums to what was spent.",
+            attachments=[discord.File(io.BytesIO(text.encode()), filename=name)],
         )
 
     @app_commands.command(name="settings", description="Every effective setting and its source.")

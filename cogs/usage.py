@@ -79,10 +79,9 @@ class UsageCog(commands.Cog):
         mu = await usage.member_usage(self.bot.core.engine, requester_of(interaction), now)
         daily_cap = next((c.cap_micros for c in mu.caps if c.name == "user_daily_cap"), None)
         png = await asyncio.to_thread(spend_chart, mu.series, daily_cap=daily_cap)
-        await interaction.followup.send(
+        await interaction.edit_original_response(
             embed=render_usage(mu, now),
-            file=discord.File(io.BytesIO(png), filename=CHART_NAME),
-            ephemeral=True,
+            attachments=[discord.File(io.BytesIO(png), filename=CHART_NAME)],
         )
 
     @optout.command(
