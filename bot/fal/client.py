@@ -462,6 +462,12 @@ class FalClient:
             return access_url
         raise AssertionError("unreachable")
 
+    async def verify_key(self) -> None:
+        """Check the key without spending: fal hands a storage token only to a valid key.
+
+        Raises FalAuthError for a rejected key, FalError subclasses for anything else."""
+        await self._storage_token(force=True)
+
     async def _storage_token(self, *, force: bool) -> _StorageToken:
         async with self._token_lock:
             now = time.monotonic()
