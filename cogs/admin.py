@@ -164,6 +164,17 @@ class FlexAdmin(app_commands.Group):
         return -1
 
 
+class AdminSubgroup(app_commands.Group):
+    """A /flexadmin subgroup: discord.py checks only the direct parent, so defer to /flexadmin."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        parent = self.parent
+        if parent is None:
+            await interaction.response.send_message(NO_PERMISSION, ephemeral=True)
+            return False
+        return await parent.interaction_check(interaction)
+
+
 def flexadmin_group(bot: commands.Bot) -> FlexAdmin:
     """The registered /flexadmin group, for the extensions that add subgroups to it."""
     group = bot.tree.get_command(GROUP_NAME)

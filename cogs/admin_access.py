@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
-from cogs.admin import flexadmin_group, guild_id_of, reply
+from cogs.admin import AdminSubgroup, flexadmin_group, guild_id_of, reply
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 Tolerance = Literal["1", "2", "3", "4", "5"]
 
 
-class AccessGroup(app_commands.Group):
+class AccessGroup(AdminSubgroup):
     """Who may use Flexbot, and where."""
 
     def __init__(self, bot: FlexBot) -> None:
@@ -79,7 +79,7 @@ class AccessGroup(app_commands.Group):
         )
 
 
-class SafetyGroup(app_commands.Group):
+class SafetyGroup(AdminSubgroup):
     """The loosest safety members may ask for, per channel."""
 
     def __init__(self, bot: FlexBot) -> None:

@@ -9,7 +9,7 @@ from discord import app_commands
 
 from bot.admin import LIMIT_WORDS, parse_limit_value, parse_money
 from bot.errors import UserError
-from cogs.admin import flexadmin_group, guild_id_of, reply
+from cogs.admin import AdminSubgroup, flexadmin_group, guild_id_of, reply
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
@@ -21,7 +21,7 @@ LIMIT_CHOICES = [
 ]
 
 
-class LimitGroup(app_commands.Group):
+class LimitGroup(AdminSubgroup):
     """Caps and counts for the server, a role or a member."""
 
     def __init__(self, bot: FlexBot) -> None:
@@ -83,7 +83,7 @@ class LimitGroup(app_commands.Group):
         )
 
 
-class CreditGroup(app_commands.Group):
+class CreditGroup(AdminSubgroup):
     """Extra allowance for a member this month."""
 
     def __init__(self, bot: FlexBot) -> None:
