@@ -19,6 +19,7 @@ from bot.admin import SettingRow
 from bot.engine.usage import UsageReport
 from bot.errors import UserError
 from bot.model import usd
+from cogs.errors import Refused
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
@@ -82,15 +83,16 @@ class FlexAdmin(app_commands.Group):
         # default_permissions is only a default the server can change; this is the real check.
         if interaction.guild is not None and interaction.permissions.manage_guild:
             return True
-        await interaction.response.send_message(NO_PERMISSION, ephemeral=True)
-        return False
+        raise Refused(NO_PERMISSION)  # answered by the tree's on_error (cogs.errors)
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        if isinstance(error, app_commands.CheckFailure):
-            return  # already answered in interaction_check
-        if type(self.bot.tree).on_error is app_commands.CommandTree.on_error:
+        if type(self.bot.tree).on_error is not app_commands.CommandTree.on_error:
+            return  # cogs.errors answers and logs
+        if isinstance(error, Refused) and not interaction.response.is_done():
+            await interaction.response.send_message(error.message, ephemeral=True)
+        else:
             log.error("/%s failed", GROUP_NAME, exc_info=error)
 
     @app_commands.command(name="usage", description="Totals, top members and channels.")
@@ -170,8 +172,7 @@ class AdminSubgroup(app_commands.Group):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         parent = self.parent
         if parent is None:
-            await interaction.response.send_message(NO_PERMISSION, ephemeral=True)
-            return False
+            raise Refused(NO_PERMISSION)
         return await parent.interaction_check(interaction)
 
 

@@ -42,6 +42,7 @@ async def test_flexadmin_is_refused_without_manage_server(
     msg = await it.wait_for_original()
     assert msg.ephemeral
     assert "Manage Server" in msg.content
+    assert it.followups == []  # one answer, not a second generic one
     it = await discord.slash(
         "flexadmin limit set",
         user=discord.alice,
