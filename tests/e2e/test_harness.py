@@ -363,3 +363,17 @@ async def test_second_callback_is_already_acknowledged(
     async with aiohttp.ClientSession() as http, http.post(url, json={"type": 5}) as resp:
         assert resp.status == 400
         assert (await resp.json())["code"] == 40060
+
+
+async def test_repeated_enforced_nonce_returns_the_first_message(
+    discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    body = {"content": "result", "nonce": "flexbot-job-7", "enforce_nonce": True}
+    url = _messages_url(discord, discord.general.id)
+    async with http.post(url, json=body) as first, http.post(url, json=body) as second:
+        assert (await first.json())["id"] == (await second.json())["id"]
+    assert len(discord.general.visible_messages) == 1
+    discord.clock.advance(minutes=6)  # past Discord's few-minute window: a new message
+    async with http.post(url, json=body) as third:
+        assert third.status == 200
+    assert len(discord.general.visible_messages) == 2

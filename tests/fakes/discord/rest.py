@@ -57,6 +57,11 @@ class Call:
             raise ApiError(404, 0, "404: Not Found") from None
 
 
+#: Discord keeps an enforced nonce "for a few minutes"; the fake uses five (on its clock).
+NONCE_WINDOW = 300.0
+NONCE_MAX = 25
+
+
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
     """JSON with Content-Type exactly `application/json` (discord.py compares the string)."""
     return web.Response(
@@ -86,6 +91,8 @@ class RestApi:
 
     def __init__(self, fake: FakeDiscord) -> None:
         self.fake = fake
+        # (channel id, nonce) -> (message, fake-clock time): Discord's enforce_nonce dedup.
+        self.nonces: dict[tuple[int, str], tuple[FakeMessage, float]] = {}
         self._routes: list[tuple[str, str, re.Pattern[str], Handler, bool]] = []
         r = self._add
         # login and connect
@@ -620,6 +627,20 @@ class RestApi:
         if not perms & send or (call.files and not perms & Perm.ATTACH_FILES):
             raise missing_permissions()
         self._check(call, body, is_edit=False)
+        nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > NONCE_MAX:
+            raise invalid_form_body(
+                {
+                    "nonce": error_leaf(
+                        "BASE_TYPE_MAX_LENGTH", f"Must be {NONCE_MAX} or fewer in length."
+                    )
+                }
+            )
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self.nonces.get((channel.id, str(nonce)))
+            if seen and not seen[0].deleted and self.fake.clock.time() - seen[1] < NONCE_WINDOW:
+                # Discord answers a repeated nonce with the message it already created.
+                return Reply(body=seen[0].payload())
         ref = body.get("message_reference")
         if ref and ref.get("message_id"):
             target = self.fake.messages.get(int(ref["message_id"]))
@@ -646,6 +667,8 @@ class RestApi:
             channel, self.fake.bot_user, body, self._attachments_from_upload(call, channel, body)
         )
         await self.fake.store_message(msg)
+        if nonce is not None:
+            self.nonces[(channel.id, str(nonce))] = (msg, self.fake.clock.time())
         return Reply(body=msg.payload())
 
     async def get_message(self, call: Call) -> Reply:
