@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 import yarl
@@ -19,13 +20,18 @@ from discord.ext import commands
 
 from bot.admin import Admin
 from bot.cli import fal_client, image_limits, param_limits
+from bot.doctor import CheckResult
+from bot.engine import quota
 from bot.engine.delivery import Delivery
 from bot.engine.engine import Engine
 from bot.fal.client import FalClient
+from bot.health import HealthServer, watch_loop_lag
 from bot.images import ImageProcessor
+from bot.metrics import Snapshot
 from bot.params import ParamLimits
 from bot.secret import Secret
 from bot.settings import Settings
+from bot.store import jobs as jobs_repo
 from bot.store.blobs import BlobStore
 from bot.store.db import Database
 
@@ -79,6 +85,16 @@ class FlexBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
+        self.gateway_connected = False
+
+    async def on_connect(self) -> None:
+        self.gateway_connected = True
+
+    async def on_resumed(self) -> None:
+        self.gateway_connected = True
+
+    async def on_disconnect(self) -> None:
+        self.gateway_connected = False
 
     async def setup_hook(self) -> None:
         for name in COGS:
@@ -101,6 +117,7 @@ class FlexBot(commands.Bot):
             log.info("registered %d command(s) in guild %s", len(synced), guild_id)
 
     async def on_ready(self) -> None:
+        self.gateway_connected = True
         user = self.user
         log.info(
             "logged in as %s (%s) in %d guild(s)", user, user.id if user else "?", len(self.guilds)
@@ -144,6 +161,120 @@ def make_delivery(bot: FlexBot) -> Delivery:
     return DiscordDelivery(bot)
 
 
+NEEDED_PERMISSIONS = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("attach_files", "Attach Files"),
+    ("embed_links", "Embed Links"),
+    ("read_message_history", "Read Message History"),
+)
+
+
+async def check_discord(settings: Settings) -> list[CheckResult]:
+    """Log in, list the guilds, and name every text channel where the bot lacks a permission."""
+    assert settings.discord_token is not None
+    point_discord_at(settings)
+    intents = discord.Intents.none()
+    intents.guilds = True
+    client = discord.Client(intents=intents)
+    ready = asyncio.Event()
+    client.event(_set_on_ready(ready))
+    runner = asyncio.create_task(client.start(settings.discord_token.reveal()))
+    waiter = asyncio.create_task(ready.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {runner, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED
+        )
+        if runner in done and isinstance(runner.exception(), discord.LoginFailure):
+            return [
+                CheckResult(
+                    "discord token",
+                    False,
+                    "Discord refused DISCORD_TOKEN",
+                    "reset the token in the developer portal (Bot > Reset Token)",
+                )
+            ]
+        if waiter not in done:
+            reason = runner.exception() if runner.done() else "no READY within 30 s"
+            return [
+                CheckResult(
+                    "discord token",
+                    False,
+                    f"could not connect ({reason})",
+                    "check the network and discord_api_base/discord_gateway_url",
+                )
+            ]
+        results = [
+            CheckResult(
+                "discord token",
+                True,
+                f"logged in as {client.user} in {len(client.guilds)} server(s)",
+            )
+        ]
+        for guild in client.guilds:
+            me = guild.me
+            for channel in guild.text_channels:
+                perms = channel.permissions_for(me)
+                if not perms.view_channel:
+                    continue  # channels the bot is not meant to see are not a problem
+                missing = [name for attr, name in NEEDED_PERMISSIONS if not getattr(perms, attr)]
+                if missing:
+                    results.append(
+                        CheckResult(
+                            f"permissions in #{channel.name} ({guild.name})",
+                            False,
+                            f"missing {', '.join(missing)}",
+                            f"grant the bot's role {', '.join(missing)} in #{channel.name}, or "
+                            "keep members from using Flexbot there (/flexadmin access)",
+                        )
+                    )
+        return results
+    finally:
+        waiter.cancel()
+        await client.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+
+
+def _set_on_ready(ready: asyncio.Event) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def on_ready() -> None:
+        ready.set()
+
+    return on_ready
+
+
+def health_server(bot: FlexBot) -> HealthServer:
+    """/healthz: gateway connected, database answering, engine running. /metrics: Prometheus."""
+    core = bot.core
+
+    async def discord_check() -> str | None:
+        return None if bot.gateway_connected else "Discord gateway is not connected"
+
+    async def database_check() -> str | None:
+        async with core.db.conn.execute("SELECT 1") as cur:
+            return None if await cur.fetchone() else "database did not answer"
+
+    async def engine_check() -> str | None:
+        return None if core.engine.running else "job engine is not running"
+
+    async def snapshot() -> Snapshot:
+        month = quota.month_start(core.engine.clock()).timestamp()
+        spend = await jobs_repo.spend_by_guild(core.db.conn, month)
+        return Snapshot(
+            jobs_by_state=await jobs_repo.count_by_state(core.db.conn),
+            queue_depth=len(core.engine.scheduler),
+            spend_by_guild={str(guild or "dm"): micros for guild, micros in spend.items()},
+        )
+
+    return HealthServer(
+        core.settings.health_host,
+        core.settings.health_port,
+        checks={"discord": discord_check, "database": database_check, "engine": engine_check},
+        metrics=core.engine.metrics,
+        snapshot=snapshot,
+    )
+
+
 async def run(settings: Settings) -> int:
     """Run the bot until SIGINT/SIGTERM; returns the process exit code."""
     assert settings.discord_token is not None
@@ -171,6 +302,12 @@ async def run(settings: Settings) -> int:
             Admin(db, settings, clock=engine.clock),
         )
         stack.push_async_callback(bot.close)
+        if settings.health_port:
+            health = health_server(bot)
+            await health.start()
+            stack.push_async_callback(health.stop)
+        lag = asyncio.create_task(watch_loop_lag(engine.metrics))
+        stack.callback(lag.cancel)
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

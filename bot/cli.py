@@ -265,6 +265,19 @@ async def run_bot(settings: Settings) -> int:
     return await run(settings)
 
 
+async def run_doctor_cli(settings: Settings) -> int:
+    from bot.app import check_discord
+    from bot.doctor import run_doctor
+
+    async with fal_client(settings, settings.fal_key) as client:
+        results = await run_doctor(settings, client, check_discord)
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
+    return EXIT_FAILED if failed else 0
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
@@ -301,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
 
     sub.add_parser("config-example", help="print config/flexbot.example.toml")
+    sub.add_parser("doctor", help="check settings, storage, the fal key and Discord access")
 
     bak = sub.add_parser("backup", help="copy the live database and images to a directory")
     bak.add_argument("path", type=Path, help="a new, empty directory")
@@ -332,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_edit(args, settings))
         if args.command == "run":
             return asyncio.run(run_bot(settings))
+        if args.command == "doctor":
+            return asyncio.run(run_doctor_cli(settings))
         if args.command in ("backup", "restore"):
             from bot import backup
 

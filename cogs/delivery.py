@@ -66,6 +66,10 @@ class DiscordDelivery:
     def __init__(self, bot: FlexBot) -> None:
         self.bot = bot
 
+    def _count(self, exc: BaseException) -> None:
+        if isinstance(exc, discord.HTTPException):
+            self.bot.core.engine.metrics.discord_errors.labels(str(exc.status)).inc()
+
     async def _channel(self, job: Job) -> Postable:
         if job.channel_id is None:
             raise Undeliverable("the job has no channel")
@@ -74,6 +78,7 @@ class DiscordDelivery:
             try:
                 channel = await self.bot.fetch_channel(job.channel_id)
             except (discord.NotFound, discord.Forbidden) as exc:
+                self._count(exc)
                 raise Undeliverable(
                     f"channel {job.channel_id} is gone or hidden ({exc.text})"
                 ) from exc
@@ -102,6 +107,7 @@ class DiscordDelivery:
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except (Undeliverable, discord.HTTPException) as exc:
+            self._count(exc)
             log.info("job=%s status message not updated: %s", job.id, exc)
 
     async def progress(self, job: Job, progress: Progress) -> None:
@@ -139,6 +145,7 @@ class DiscordDelivery:
                 nonce=job.delivery_key,
             )
         except (discord.Forbidden, discord.NotFound) as exc:
+            self._count(exc)
             raise Undeliverable(f"cannot post in channel {job.channel_id}: {exc.text}") from exc
         await self._edit_status(job, render.status_done(job, message.jump_url))
         return message.id
@@ -154,4 +161,5 @@ class DiscordDelivery:
                 allowed_mentions=requester_only(job),
             )
         except (Undeliverable, discord.HTTPException) as exc:
+            self._count(exc)
             log.warning("job=%s could not tell the requester it failed: %s", job.id, exc)

@@ -146,6 +146,15 @@ class Engine:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatch")
         self._janitor = asyncio.create_task(self._purge_loop(), name="engine-purge")
 
+    @property
+    def running(self) -> bool:
+        """True while the dispatcher is alive and the engine takes jobs."""
+        return (
+            self._dispatcher is not None
+            and not self._dispatcher.done()
+            and not self._stopping.is_set()
+        )
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs; let in-flight work reach a stored state; close within ``timeout``."""
         timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout

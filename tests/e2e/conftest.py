@@ -18,6 +18,9 @@ import pytest
 
 from tests.fakes.discord import FakeDiscord
 
+# Test modules import helpers from this plugin module; let pytest rewrite its asserts first.
+pytest.register_assert_rewrite("tests.e2e.flexbot_fixtures")
+
 HARNESS_BOT = Path(__file__).with_name("harness_bot.py")
 STOP_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 20.0
