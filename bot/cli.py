@@ -8,8 +8,10 @@ import contextlib
 import logging
 import shlex
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -265,6 +267,45 @@ async def run_bot(settings: Settings) -> int:
     return await run(settings)
 
 
+def _utc_date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from None
+
+
+async def run_usage_cli(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.engine import usage
+    from bot.store.db import Database
+
+    if not settings.database_path.exists():
+        print(f"flexbot: no database at {settings.database_path} yet", file=sys.stderr)
+        return EXIT_FAILED
+    now = time.time()
+    span = usage.period("month", now)
+    if args.since is not None:
+        span = usage.Period(args.since.timestamp(), now + 1, f"since {args.since:%Y-%m-%d}")
+    async with await Database.open(settings.database_path) as db:
+        if args.csv:
+            print(await usage.export_csv(db, args.guild, span), end="")
+            return 0
+        report = await usage.usage_report(db, args.guild, span)
+    t = report.totals
+    where = f"server {args.guild}" if args.guild else "all servers"
+    print(f"Usage for {where}, {span.label}")
+    print(f"  jobs {t.jobs}: {t.delivered} delivered, {t.failed} failed, {t.cancelled} cancelled")
+    print(f"  spent {usd(t.charged_micros)}, held for running jobs {usd(t.held_micros)}")
+    for title, rows, label in (
+        ("Top members", report.top_members, "user"),
+        ("Channels", report.channels, "channel"),
+    ):
+        if rows:
+            print(f"{title}:")
+            for row in rows:
+                print(f"  {label} {row.key}: {row.jobs} jobs, {usd(row.spent_micros)}")
+    return 0
+
+
 async def run_doctor_cli(settings: Settings) -> int:
     from bot.app import check_discord
     from bot.doctor import run_doctor
@@ -316,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("config-example", help="print config/flexbot.example.toml")
     sub.add_parser("doctor", help="check settings, storage, the fal key and Discord access")
 
+    use = sub.add_parser("usage", help="spend report from the database")
+    use.add_argument("--guild", type=int, help="one server's id (default: the whole bot)")
+    use.add_argument("--since", type=_utc_date, help="YYYY-MM-DD, UTC (default: this month)")
+    use.add_argument("--csv", action="store_true", help="one row per job, as CSV")
+
     bak = sub.add_parser("backup", help="copy the live database and images to a directory")
     bak.add_argument("path", type=Path, help="a new, empty directory")
     res = sub.add_parser("restore", help="restore a backup into the data directory (bot stopped)")
@@ -346,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_edit(args, settings))
         if args.command == "run":
             return asyncio.run(run_bot(settings))
+        if args.command == "usage":
+            return asyncio.run(run_usage_cli(settings, args))
         if args.command == "doctor":
             return asyncio.run(run_doctor_cli(settings))
         if args.command in ("backup", "restore"):
