@@ -855,14 +855,19 @@ class FakeFal:
                 body["error_type"] = job.error_type
         return body
 
-    async def _status(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("status")) is not None:
+    async def _known_job(self, route: str, request: web.Request) -> FakeJob | web.Response:
+        """The request's job, or the answer to give instead: a fault, 401 or 404."""
+        if (answer := await self._fault(route)) is not None:
             return answer
         if (denied := self._check_key(request)) is not None:
             return denied
         job = self._job(request)
-        if job is None:
-            return self._json(404, {"detail": "Request not found"})
+        return job if job is not None else self._json(404, {"detail": "Request not found"})
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        job = await self._known_job("status", request)
+        if not isinstance(job, FakeJob):
+            return job
         logs = request.query.get("logs", "0").lower() in {"1", "true"}
         code = 200 if job.state == "COMPLETED" else 202
         return self._json(
@@ -870,13 +875,9 @@ class FakeFal:
         )
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("stream")) is not None:
-            return answer
-        if (denied := self._check_key(request)) is not None:
-            return denied
-        job = self._job(request)
-        if job is None:
-            return self._json(404, {"detail": "Request not found"})
+        job = await self._known_job("stream", request)
+        if not isinstance(job, FakeJob):
+            return job
         assert self._closing is not None
         logs = request.query.get("logs", "0").lower() in {"1", "true"}
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -894,13 +895,9 @@ class FakeFal:
         return response
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("result")) is not None:
-            return answer
-        if (denied := self._check_key(request)) is not None:
-            return denied
-        job = self._job(request)
-        if job is None:
-            return self._json(404, {"detail": "Request not found"})
+        job = await self._known_job("result", request)
+        if not isinstance(job, FakeJob):
+            return job
         if job.state != "COMPLETED":
             return self._json(400, {"detail": "Request is still in progress"})
         headers = {"x-fal-request-id": job.request_id, **job.result_headers}

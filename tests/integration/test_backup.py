@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.fal.fake import FakeFal
+from tests.support.cli import run_flexbot
 from tests.support.engine_kit import engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
-
-
-def flexbot(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEXBOT_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def ledger_rows(db: Path) -> set[tuple[int, int, str, int]]:
@@ -63,14 +49,16 @@ async def test_backup_under_write_load_restores_every_committed_row(
         writer = asyncio.create_task(write_load())
         await asyncio.wait_for(loaded.wait(), 30)  # the load is running before the snapshot
         committed_before = ledger_rows(kit.settings.database_path)
-        backup = await asyncio.to_thread(flexbot, "backup", str(tmp_path / "bak"), data_dir=live)
+        backup = await asyncio.to_thread(
+            run_flexbot, "backup", str(tmp_path / "bak"), data_dir=live
+        )
         stop.set()
         written = await writer
     assert backup.returncode == 0, backup.stderr
     assert written > 20
 
     restored = tmp_path / "restored"
-    result = flexbot("restore", str(tmp_path / "bak"), data_dir=restored)
+    result = run_flexbot("restore", str(tmp_path / "bak"), data_dir=restored)
     assert result.returncode == 0, result.stderr
     db = restored / "flexbot.db"
     with sqlite3.connect(db) as conn:
@@ -89,7 +77,7 @@ def test_restore_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     sqlite3.connect(data / "flexbot.db").close()
-    assert flexbot("backup", str(tmp_path / "b1"), data_dir=tmp_path / "none").returncode == 2
-    run = flexbot("restore", str(tmp_path / "nothing"), data_dir=data)
+    assert run_flexbot("backup", str(tmp_path / "b1"), data_dir=tmp_path / "none").returncode == 2
+    run = run_flexbot("restore", str(tmp_path / "nothing"), data_dir=data)
     assert run.returncode == 2
     assert "is it a Flexbot backup?" in run.stderr

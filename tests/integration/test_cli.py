@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
 import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.support.cli import run_flexbot
+
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "samples" / "photo.jpg"
 
 
-def flexbot(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("FAL_KEY", "DISCORD_TOKEN") and not k.startswith("FLEXBOT_")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        cwd=cwd,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_fake_edit_writes_requested_size_and_prints_seed_cost_and_rerun(tmp_path: Path) -> None:
-    run = flexbot(
+    run = run_flexbot(
         "edit",
         str(SAMPLE),
         "--prompt",
@@ -59,7 +39,7 @@ def test_fake_edit_writes_requested_size_and_prints_seed_cost_and_rerun(tmp_path
     assert rerun
     assert f"--seed {seed[1]}" in rerun[1]
 
-    again = flexbot(
+    again = run_flexbot(
         "edit",
         str(SAMPLE),
         "--prompt",
@@ -79,7 +59,7 @@ def test_fake_edit_writes_requested_size_and_prints_seed_cost_and_rerun(tmp_path
 
 def test_different_seed_gives_a_different_image(tmp_path: Path) -> None:
     for seed in ("1", "2"):
-        run = flexbot(
+        run = run_flexbot(
             "edit",
             str(SAMPLE),
             "--prompt",
@@ -133,30 +113,7 @@ def test_bad_file_gets_one_line_reason_naming_it(
     tmp_path: Path, name: str, make: object, reason: str
 ) -> None:
     make(tmp_path / name)  # type: ignore[operator]
-    run = (
-        subprocess.run(
-            [
-                "/usr/bin/time",
-                "-f",
-                "maxrss_kb=%M",
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "edit",
-                name,
-                "--prompt",
-                "x",
-                "--fake",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if Path("/usr/bin/time").exists()
-        else flexbot("edit", name, "--prompt", "x", "--fake", cwd=tmp_path)
-    )
+    run = run_flexbot("edit", name, "--prompt", "x", "--fake", cwd=tmp_path)
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("flexbot: error:")]
     assert len(errors) == 1
@@ -168,27 +125,27 @@ def test_bad_file_gets_one_line_reason_naming_it(
 
 
 def test_missing_fal_key_without_fake_is_a_clear_usage_error(tmp_path: Path) -> None:
-    run = flexbot("edit", str(SAMPLE), "--prompt", "x", cwd=tmp_path)
+    run = run_flexbot("edit", str(SAMPLE), "--prompt", "x", cwd=tmp_path)
     assert run.returncode == 2
     assert "FAL_KEY is not set" in run.stderr
     assert "--fake" in run.stderr
 
 
 def test_out_of_range_parameter_names_it(tmp_path: Path) -> None:
-    run = flexbot("edit", str(SAMPLE), "--prompt", "x", "--fake", "--steps", "99", cwd=tmp_path)
+    run = run_flexbot("edit", str(SAMPLE), "--prompt", "x", "--fake", "--steps", "99", cwd=tmp_path)
     assert run.returncode == 2
     assert "`steps`: got 99, allowed: 2 to 50" in run.stderr
 
 
 def test_run_without_token_explains_how_to_get_one(tmp_path: Path) -> None:
-    run = flexbot("run", cwd=tmp_path)
+    run = run_flexbot("run", cwd=tmp_path)
     assert run.returncode == 2
     assert "DISCORD_TOKEN is not set" in run.stderr
     assert "flexbot edit" in run.stderr
 
 
 def test_wrong_setting_stops_start_with_key_source_value(tmp_path: Path) -> None:
-    run = flexbot("run", cwd=tmp_path, env={"FLEXBOT_USER_MAX_RUNNING": "lots"})
+    run = run_flexbot("run", cwd=tmp_path, env={"FLEXBOT_USER_MAX_RUNNING": "lots"})
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         "flexbot: configuration error: setting 'user_max_running' from "
@@ -197,7 +154,7 @@ def test_wrong_setting_stops_start_with_key_source_value(tmp_path: Path) -> None
 
 
 def test_config_example_is_printed(tmp_path: Path) -> None:
-    run = flexbot("config-example", cwd=tmp_path)
+    run = run_flexbot("config-example", cwd=tmp_path)
     assert run.returncode == 0
     assert run.stdout == (ROOT / "config" / "flexbot.example.toml").read_text()
 

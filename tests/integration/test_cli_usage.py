@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bot.fal.fake import FakeFal
+from tests.support.cli import run_flexbot
 from tests.support.engine_kit import engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
-
-
-def flexbot(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEXBOT_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_usage_report_and_csv_match_the_ledger(tmp_path: Path, fake_fal: FakeFal) -> None:
@@ -43,22 +29,22 @@ async def test_usage_report_and_csv_match_the_ledger(tmp_path: Path, fake_fal: F
             charged = (await cur.fetchone())[0]
     assert charged == 200_000  # two delivered at $0.10, one failed and released
 
-    text = flexbot("usage", data_dir=tmp_path)
+    text = run_flexbot("usage", data_dir=tmp_path)
     assert text.returncode == 0, text.stderr
     assert "jobs 3: 2 delivered, 1 failed, 0 cancelled" in text.stdout
     assert "spent $0.20" in text.stdout
 
-    one = flexbot("usage", "--guild", "11", "--csv", data_dir=tmp_path)
+    one = run_flexbot("usage", "--guild", "11", "--csv", data_dir=tmp_path)
     rows = list(csv.DictReader(io.StringIO(one.stdout)))
     assert [r["guild_id"] for r in rows] == ["11"]
 
-    everything = flexbot("usage", "--csv", "--since", "2020-01-01", data_dir=tmp_path)
+    everything = run_flexbot("usage", "--csv", "--since", "2020-01-01", data_dir=tmp_path)
     rows = list(csv.DictReader(io.StringIO(everything.stdout)))
     assert len(rows) == 3
     assert sum(Decimal(r["amount_usd"]) for r in rows) * 1_000_000 == charged
 
 
 def test_usage_rejects_a_bad_date(tmp_path: Path) -> None:
-    run = flexbot("usage", "--since", "last tuesday", data_dir=tmp_path)
+    run = run_flexbot("usage", "--since", "last tuesday", data_dir=tmp_path)
     assert run.returncode == 2
     assert "is not a date like 2026-11-01" in run.stderr
