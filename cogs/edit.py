@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,8 +42,8 @@ async def read_images(core: Core, attachments: Sequence[discord.Attachment]) -> 
                 f"the file is {_mb(a.size)} MB, larger than the {_mb(cap)} MB limit. "
                 "Attach a smaller image.",
             )
-    inputs = []
-    for a in attachments:
+
+    async def one(a: discord.Attachment) -> InputImage:
         data = await a.read()
         if len(data) > cap:
             raise ImageRejected(a.filename, f"the file is larger than the {_mb(cap)} MB limit.")
@@ -50,8 +51,10 @@ async def read_images(core: Core, attachments: Sequence[discord.Attachment]) -> 
         sha = await core.engine.store_blob(
             image.data, image.width, image.height, image.content_type
         )
-        inputs.append(InputImage(sha, image.width, image.height))
-    return inputs
+        return InputImage(sha, image.width, image.height)
+
+    # Downloads and decodes overlap; the image pool bounds how many decode at once.
+    return list(await asyncio.gather(*(one(a) for a in attachments)))
 
 
 async def check_safety(core: Core, interaction: discord.Interaction[Any], p: EditParams) -> None:
