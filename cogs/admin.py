@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.admin import SettingRow
+from bot.engine.quota import MONEY_LIMITS
 from bot.engine.usage import UsageReport
 from bot.errors import UserError
 from bot.model import usd
@@ -61,6 +62,30 @@ def render_report(report: UsageReport) -> discord.Embed:
     embed.add_field(name="Top members", value="\n".join(members) or "none", inline=False)
     embed.add_field(name="Channels", value="\n".join(channels) or "none", inline=False)
     return embed
+
+
+def render_audit_detail(detail: dict[str, Any]) -> str:
+    """An audit row's details for people: members, roles and channels as mentions, money in $."""
+    scope = detail.get("scope")
+    money = detail.get("name") in MONEY_LIMITS
+
+    def show(key: str, value: Any) -> str | None:
+        if value is None or (key == "target" and scope in ("guild", "global")):
+            return None
+        if key == "user" or (key == "target" and scope == "user"):
+            return f"<@{value}>"
+        if key == "role" or (key == "target" and scope == "role"):
+            return f"<@&{value}>"
+        if key == "channel":
+            return f"<#{value}>"
+        if key == "channels" and isinstance(value, list):
+            return ",".join(f"<#{c}>" for c in value) or "all"
+        if key == "amount" or (key == "value" and money):
+            return usd(int(value))
+        return str(value)
+
+    shown = ((k, show(k, v)) for k, v in detail.items())
+    return " ".join(f"{k}={v}" for k, v in shown if v is not None)
 
 
 def render_settings(rows: list[SettingRow]) -> str:
@@ -130,8 +155,7 @@ class FlexAdmin(app_commands.Group):
     async def audit(self, interaction: discord.Interaction) -> None:
         rows = await self.bot.core.admin.audit_log(guild_id_of(interaction), 15)
         lines = [
-            f"<t:{int(r.created_at)}:R> <@{r.actor_id}> {r.action} "
-            + " ".join(f"{k}={v}" for k, v in r.detail.items() if v is not None)
+            f"<t:{int(r.created_at)}:R> <@{r.actor_id}> {r.action} {render_audit_detail(r.detail)}"
             for r in rows
         ]
         await interaction.response.send_message(
