@@ -218,6 +218,32 @@ class Engine:
             ),
         )
 
+    async def budget_at_dispatch(self, job: Job) -> Refusal | None:
+        """Does a queued job still fit its budgets now that jobs before it were charged?
+
+        Submit checked the estimate, but a job charged more than its estimate (the actual output
+        was larger) spends money the jobs queued after it were admitted against. Re-checking the
+        caps before a job starts keeps any cap from being overrun by more than the estimate error
+        of the jobs running at once, instead of by the sum over a member's whole queue.
+        """
+        limits = await self.limits_for(job.requester)
+        if all(limits[name] is None for name in quota.MONEY_LIMITS):
+            return None
+        now = self.clock()
+        usage = await self.usage_for(job.requester, now)
+        # The job's own reservation is in the usage; check it the way submit did, as new.
+        held = job.held_micros
+        in_day = job.created_at >= quota.day_start(now).timestamp()
+        in_month = job.created_at >= quota.month_start(now).timestamp()
+        usage = replace(
+            usage,
+            user_day=usage.user_day - (held if in_day else 0),
+            user_month=usage.user_month - (held if in_month else 0),
+            guild_month=usage.guild_month - (held if in_month and job.guild_id else 0),
+            global_month=usage.global_month - (held if in_month else 0),
+        )
+        return quota.check_budget(job.estimate_micros, limits, usage, now)
+
     async def check_access(self, requester: Requester) -> Refusal | None:
         """Blocked members and paused servers, before any work is done."""
         conn = self.db.conn
@@ -631,14 +657,38 @@ class _JobRun:
             await e.fail(job, [JobState.QUEUED, JobState.SUBMITTING], exc.user_message)
             return None
         async with e.db.transaction() as conn:
-            won = await jobs_repo.transition(
-                conn,
-                job.id,
-                [job.state],
-                JobState.SUBMITTING,
-                submit_attempts=job.submit_attempts + 1,
-                started_at=job.started_at or e.clock(),
-            )
+            over = None if resubmit else await e.budget_at_dispatch(job)
+            if over is not None:
+                reason = (
+                    "Your budget ran out while this edit was waiting (earlier edits cost more "
+                    f"than estimated); nothing was charged. {over.message}"
+                )
+                won = await jobs_repo.transition(
+                    conn,
+                    job.id,
+                    [JobState.QUEUED],
+                    JobState.FAILED,
+                    failure_reason=reason,
+                    finished_at=e.clock(),
+                )
+                if won:
+                    await e._release(conn, job)
+            else:
+                won = await jobs_repo.transition(
+                    conn,
+                    job.id,
+                    [job.state],
+                    JobState.SUBMITTING,
+                    submit_attempts=job.submit_attempts + 1,
+                    started_at=job.started_at or e.clock(),
+                )
+        if over is not None:
+            if won:
+                await e.notify_changed()
+                log.info("job=%s failed at dispatch: over budget (%s)", job.id, over.limit)
+                with contextlib.suppress(Exception):
+                    await e.delivery.failed(replace(job, state=JobState.FAILED), reason)
+            return None
         if not won:
             return None  # cancelled meanwhile
         if resubmit:
