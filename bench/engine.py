@@ -1,0 +1,540 @@
+"""Job engine benchmarks: fairness, throughput, scheduler cost and memory, fal calls per job.
+
+Run: ``python bench/engine.py`` (``--quick`` for fewer repeats). Everything runs against the
+bundled fake fal over real HTTP on 127.0.0.1, with SQLite on disk in a temporary directory, the
+way the tests build the engine (tests/support/engine_kit.py). Prints one table with PASS/FAIL per
+target and the settings each row used.
+
+  (a) fairness     a heavy member has 50 jobs queued; a light member submits one. Time from the
+                   light submit to the fake fal receiving its POST, with our FairScheduler and with
+                   a plain FIFO scheduler (same engine, scheduler swapped), same settings.
+  (b) throughput   500 jobs from 20 members through submit -> fal -> fetch -> deliver, zero fal
+                   latency, tiny images; jobs/s from the first submit to the last delivery.
+  (c) scheduler    FairScheduler.pick() p99 with 10,000 queued jobs (in process), and the peak RSS
+                   (VmHWM) of a subprocess whose engine recovered 10,000 queued jobs from SQLite.
+  (d) fal calls    HTTP requests the fake fal receives for one 20 s job with the shipped polling
+                   settings; and, for comparison, the same job followed over the status stream
+                   (FalClient directly; the engine polls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import stamina  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from bot.engine.engine import EditRequest, InputImage, JobTicket  # noqa: E402
+from bot.engine.scheduler import FairScheduler  # noqa: E402
+from bot.fal.client import EditResult, FalClient, OutputImage, QueueStatus  # noqa: E402
+from bot.fal.fake import FakeFal  # noqa: E402
+from bot.model import EditParams, ImageSize, JobState, Requester  # noqa: E402
+from bot.secret import Secret  # noqa: E402
+from bot.store import jobs as jobs_repo  # noqa: E402
+from tests.support.engine_kit import Kit, engine_kit  # noqa: E402
+
+TINY_OUT = ImageSize(None, 64, 64)
+NO_CAPS: dict[str, Any] = {
+    "user_daily_cap": None,
+    "user_monthly_cap": None,
+    "guild_monthly_cap": None,
+    "global_monthly_cap": None,
+    "user_cooldown_seconds": 0.0,
+}
+FAST_POLL: dict[str, Any] = {"poll_interval_seconds": 0.01, "poll_max_interval_seconds": 0.05}
+SHIPPED_POLL: dict[str, Any] = {
+    "poll_interval_seconds": 0.5,
+    "poll_max_interval_seconds": 5.0,
+    "progress_interval_seconds": 3.0,
+}
+
+FAIRNESS_TARGET = 10.0  # ours at least 10x shorter than FIFO
+JOBS_PER_S_TARGET = 100.0
+PICK_P99_TARGET_MS = 5.0
+RSS_TARGET_MB = 200.0
+REQUESTS_PER_JOB_HIGH = 15
+
+
+def tiny_png(seed: int, size: int = 32) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (seed % 256, (seed // 256) % 256, 77)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def tiny_input(kit: Kit, seed: int) -> InputImage:
+    sha = await kit.engine.store_blob(tiny_png(seed), 32, 32, "image/png")
+    return InputImage(sha, 32, 32)
+
+
+async def submit(kit: Kit, user: int, prompt: str, image: InputImage) -> int:
+    ticket = await kit.engine.submit(
+        EditRequest(
+            EditParams(prompt=prompt, image_size=TINY_OUT),
+            (image,),
+            Requester(user_id=user, guild_id=10, channel_id=100),
+        )
+    )
+    assert isinstance(ticket, JobTicket), ticket
+    return ticket.job_id
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# -- (a) fairness ---------------------------------------------------------------------------------
+
+
+class FifoScheduler:
+    """The baseline: oldest queued job first (skipping members at their running cap), the
+    FairScheduler's interface so the Engine can use it unchanged."""
+
+    def __init__(self) -> None:
+        self._queue: OrderedDict[int, tuple[int, int | None]] = OrderedDict()
+        self.running: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __contains__(self, job_id: int) -> bool:
+        return job_id in self._queue
+
+    def add(self, job_id: int, user_id: int, guild_id: int | None, max_running: int | None) -> None:
+        self._queue[job_id] = (user_id, max_running)
+
+    def remove(self, job_id: int) -> bool:
+        return self._queue.pop(job_id, None) is not None
+
+    def pick(self) -> int | None:
+        for job_id, (user_id, cap) in self._queue.items():
+            if cap is None or self.running.get(user_id, 0) < cap:
+                del self._queue[job_id]
+                self.running[user_id] = self.running.get(user_id, 0) + 1
+                return job_id
+        return None
+
+    def finished(self, user_id: int) -> None:
+        left = self.running.get(user_id, 0) - 1
+        if left > 0:
+            self.running[user_id] = left
+        else:
+            self.running.pop(user_id, None)
+
+    def position(self, job_id: int) -> int | None:
+        return list(self._queue).index(job_id) if job_id in self._queue else None
+
+
+FAIRNESS_SETTINGS: dict[str, Any] = {
+    **NO_CAPS,
+    **FAST_POLL,
+    "fal_concurrency": 2,
+    "user_max_running": 2,  # the heavy member may fill every slot: the scheduler must be fair
+    "user_max_queued": 100,
+}
+FAIRNESS_FAL = {"processing_time": 0.05, "concurrency": 8}
+
+
+async def light_wait(make_scheduler: Callable[[], Any]) -> float:
+    """Seconds from the light member's submit to fal receiving that job's POST."""
+    with tempfile.TemporaryDirectory(prefix="flexbot-bench-") as tmp:
+        async with (
+            FakeFal(**FAIRNESS_FAL) as fake,
+            engine_kit(Path(tmp), fake.url, start=False, **FAIRNESS_SETTINGS) as kit,
+        ):
+            kit.engine.scheduler = make_scheduler()
+            await kit.engine.start()
+            image = await tiny_input(kit, 1)
+            for _ in range(50):
+                await submit(kit, 1, "heavy", image)
+            await asyncio.sleep(0.01)  # the first heavy jobs are at fal; 48+ are queued
+            started = time.monotonic()
+            light = await submit(kit, 2, "light", await tiny_input(kit, 2))
+            await kit.engine.wait_for_state(light, [JobState.RUNNING, *JobState.FINAL], 120)
+            posts = [r.at for r in fake.calls("submit") if (r.json or {}).get("prompt") == "light"]
+            assert len(posts) == 1, posts
+            return posts[0] - started
+
+
+async def bench_fairness(repeats: int) -> dict[str, Any]:
+    ours = [await light_wait(FairScheduler) for _ in range(repeats)]
+    fifo = [await light_wait(FifoScheduler) for _ in range(repeats)]
+    return {"ours": statistics.median(ours), "fifo": statistics.median(fifo), "runs": repeats}
+
+
+# -- (b) throughput -------------------------------------------------------------------------------
+
+THROUGHPUT_SETTINGS: dict[str, Any] = {
+    **NO_CAPS,
+    **FAST_POLL,
+    "fal_concurrency": 16,
+    "user_max_running": 1,
+    "user_max_queued": 100,
+}
+THROUGHPUT_FAL = {"processing_time": 0.0, "latency": 0.0, "concurrency": 64}
+
+
+@contextlib.asynccontextmanager
+async def fake_fal_process(**options: Any) -> AsyncIterator[str]:
+    """A fake fal in its own process (as the real one is elsewhere): its CPU is not the engine's."""
+    code = (
+        "import asyncio, sys, json; from bot.fal.fake import serve; "
+        "asyncio.run(serve(port=0, **json.loads(sys.argv[1])))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, json.dumps(options), cwd=ROOT, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        yield line.rsplit(" ", 1)[-1].strip()
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+class StubFal:
+    """fal without HTTP (every call answers at once from memory): the engine's own cost."""
+
+    def __init__(self) -> None:
+        self.submits = 0
+        self._output = tiny_png(0, 64)
+
+    async def upload(self, data: bytes, content_type: str, file_name: str) -> str:
+        return f"https://stub/{file_name}"
+
+    async def submit(self, arguments: dict[str, Any]) -> str:
+        self.submits += 1
+        return f"req-{self.submits}"
+
+    async def status(self, request_id: str, *, logs: bool = True) -> QueueStatus:
+        return QueueStatus("COMPLETED", None, [], None, None, {})
+
+    async def result(self, request_id: str) -> EditResult:
+        return EditResult([OutputImage("https://stub/out.png", 64, 64, "image/png")], 1, request_id)
+
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        return self._output
+
+    async def cancel(self, request_id: str) -> str:
+        return "OK"
+
+
+async def bench_throughput(
+    jobs: int = 500, users: int = 20, *, stub: bool = False
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="flexbot-bench-") as tmp:
+        async with (
+            fake_fal_process(**THROUGHPUT_FAL) as url,
+            engine_kit(Path(tmp), url, start=not stub, **THROUGHPUT_SETTINGS) as kit,
+        ):
+            if stub:
+                kit.engine.fal = StubFal()  # type: ignore[assignment]
+                await kit.engine.start()
+            images = [await tiny_input(kit, 1000 + i) for i in range(jobs)]  # distinct inputs
+            started = time.perf_counter()
+            ids = [await submit(kit, 1 + i % users, f"job {i}", images[i]) for i in range(jobs)]
+            submitted = time.perf_counter()
+            await kit.delivery.wait_for(lambda: len(kit.delivery.delivered) >= jobs, timeout=300)
+            done = time.perf_counter()
+            states = Counter([(await kit.job(i)).state for i in ids])
+            async with httpx.AsyncClient() as http:
+                fal_jobs = (await http.get(f"{url}/_fake/jobs")).json()
+            if stub:
+                fal_jobs = {"submits": kit.engine.fal.submits}  # type: ignore[attr-defined]
+            return {
+                "jobs": jobs,
+                "users": users,
+                "seconds": done - started,
+                "submit_seconds": submitted - started,
+                "jobs_per_s": jobs / (done - started),
+                "states": dict(states),
+                "fal_submits": fal_jobs["submits"],
+            }
+
+
+# -- (c) scheduler pick p99 and peak RSS ----------------------------------------------------------
+
+
+def bench_pick(queued: int = 10_000, users: int = 1_000, guilds: int = 20) -> dict[str, Any]:
+    """Fill, then pick with a sliding window of 64 running jobs (finish the oldest first)."""
+    rng = random.Random(7)
+    sched = FairScheduler()
+    for job_id in range(queued):
+        user = rng.randrange(users)
+        sched.add(job_id, user, user % guilds, 1)
+    user_of = {e.job_id: e.user_id for e in sched._entries.values()}
+    positions = []
+    for job_id in rng.sample(range(queued), 200):
+        t0 = time.perf_counter()
+        sched.position(job_id)
+        positions.append(time.perf_counter() - t0)
+    times = []
+    running: list[int] = []
+    while len(sched):
+        t0 = time.perf_counter()
+        job = sched.pick()
+        times.append(time.perf_counter() - t0)
+        if job is None:  # everyone with work is at their cap: finish one
+            sched.finished(user_of[running.pop(0)])
+            continue
+        running.append(job)
+        if len(running) >= 64:
+            sched.finished(user_of[running.pop(0)])
+    return {
+        "p50_ms": pct(times, 50) * 1e3,
+        "p99_ms": pct(times, 99) * 1e3,
+        "max_ms": max(times) * 1e3,
+        "picks": len(times),
+        "position_p99_ms": pct(positions, 99) * 1e3,
+        "queued": queued,
+        "users": users,
+        "guilds": guilds,
+    }
+
+
+def vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def rss_child(queued: int) -> dict[str, Any]:
+    """In a fresh process: store ``queued`` jobs, then start an engine that recovers them all."""
+    before = vm_hwm_mb()
+    with tempfile.TemporaryDirectory(prefix="flexbot-bench-") as tmp:
+        async with FakeFal(processing_time=600, concurrency=4) as fake:
+            async with engine_kit(Path(tmp), fake.url, start=False, **NO_CAPS) as kit:
+                image = await tiny_input(kit, 1)
+                params = EditParams(prompt="hold me", image_size=TINY_OUT)
+                async with kit.db.transaction() as conn:
+                    for i in range(queued):
+                        await jobs_repo.insert_job(
+                            conn,
+                            jobs_repo.NewJob(
+                                user_id=1 + i % 1000,
+                                guild_id=10 + i % 20,
+                                channel_id=100,
+                                role_ids=(),
+                                origin="command",
+                                parent_job_id=None,
+                                endpoint=kit.settings.fal_app_id,
+                                params=params,
+                                input_hashes=(image.sha256,),
+                                estimate_micros=100_000,
+                            ),
+                            time.time(),
+                        )
+            stored = vm_hwm_mb()
+            # A new engine on the same data: start() loads and queues all of them.
+            async with engine_kit(Path(tmp), fake.url, **NO_CAPS, fal_concurrency=4) as kit:
+                await asyncio.sleep(0.5)
+                held = len(kit.engine.scheduler)
+                peak = vm_hwm_mb()
+    return {"before_mb": before, "after_store_mb": stored, "peak_mb": peak, "in_queue": held}
+
+
+def bench_rss(queued: int = 10_000) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(queued)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- (d) fal requests per job ---------------------------------------------------------------------
+
+
+async def requests_engine(processing_time: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="flexbot-bench-") as tmp:
+        async with (
+            FakeFal(processing_time=processing_time) as fake,
+            engine_kit(Path(tmp), fake.url, **NO_CAPS, **SHIPPED_POLL) as kit,
+        ):
+            image = await tiny_input(kit, 3)
+            job = await submit(kit, 1, "twenty seconds", image)
+            await kit.engine.wait_for_state(job, timeout=processing_time + 60)
+            routes = Counter(r.route for r in fake.requests)
+            return {"total": sum(routes.values()), "routes": dict(routes)}
+
+
+async def requests_stream(processing_time: float) -> dict[str, Any]:
+    """The same job followed over the SSE status stream (what the engine could do)."""
+    async with (
+        FakeFal(processing_time=processing_time) as fake,
+        FalClient(Secret("bench-key"), queue_url=fake.url, rest_url=fake.url, timeout=60) as client,
+    ):
+        url = await client.upload(tiny_png(4), "image/png", "in.png")
+        params = EditParams(prompt="twenty seconds", image_size=TINY_OUT)
+        rid = await client.submit(params.to_fal_input([url]))
+        async for status in client.stream_status(rid):
+            if status.done:
+                break
+        result = await client.result(rid)
+        await client.download(result.images[0].url, 10 * 2**20)
+        routes = Counter(r.route for r in fake.requests)
+        return {"total": sum(routes.values()), "routes": dict(routes)}
+
+
+async def bench_requests(processing_time: float) -> dict[str, Any]:
+    engine, stream = await asyncio.gather(
+        requests_engine(processing_time), requests_stream(processing_time)
+    )
+    return {"engine": engine, "stream": stream, "processing_time": processing_time}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def show(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if k not in NO_CAPS)
+
+
+def report(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    b_stub: dict[str, Any],
+    c: dict[str, Any],
+    r: dict[str, Any],
+    d: dict[str, Any],
+) -> None:
+    ratio = a["fifo"] / a["ours"] if a["ours"] > 0 else float("inf")
+    rows = [
+        (
+            "(a) light member's wait, heavy has 50 queued",
+            f"{a['ours'] * 1e3:.0f} ms",
+            f"FIFO {a['fifo'] * 1e3:.0f} ms",
+            f"{ratio:.0f}x shorter (>= {FAIRNESS_TARGET:.0f}x)",
+            verdict(ratio >= FAIRNESS_TARGET),
+        ),
+        (
+            f"(b) throughput, {b['jobs']} jobs / {b['users']} members",
+            f"{b['jobs_per_s']:.0f} jobs/s",
+            f"{b['seconds']:.2f} s total",
+            f">= {JOBS_PER_S_TARGET:.0f} jobs/s",
+            verdict(b["jobs_per_s"] >= JOBS_PER_S_TARGET),
+        ),
+        (
+            "(b') same, fal stubbed in memory (no HTTP)",
+            f"{b_stub['jobs_per_s']:.0f} jobs/s",
+            f"{b_stub['seconds']:.2f} s total",
+            "engine's own cost",
+            "info",
+        ),
+        (
+            f"(c) pick() p99, {c['queued']:,} queued",
+            f"{c['p99_ms']:.3f} ms",
+            f"p50 {c['p50_ms']:.3f}, max {c['max_ms']:.3f} ms",
+            f"< {PICK_P99_TARGET_MS:g} ms",
+            verdict(c["p99_ms"] < PICK_P99_TARGET_MS),
+        ),
+        (
+            f"(c) peak RSS, engine holding {r['in_queue']:,} queued",
+            f"{r['peak_mb']:.0f} MB",
+            f"{r['before_mb']:.0f} MB at start",
+            f"< {RSS_TARGET_MB:.0f} MB",
+            verdict(r["peak_mb"] < RSS_TARGET_MB),
+        ),
+        (
+            f"(d) fal HTTP requests, one {d['processing_time']:g} s job",
+            f"{d['engine']['total']} (polling)",
+            f"{d['stream']['total']} (status stream)",
+            f"<= {REQUESTS_PER_JOB_HIGH} is fine",
+            "info" if d["engine"]["total"] <= REQUESTS_PER_JOB_HIGH else "HIGH",
+        ),
+    ]
+    head = ("metric", "ours", "baseline / detail", "target", "result")
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    print("  ".join(str(h).ljust(w) for h, w in zip(head, widths, strict=True)))
+    print(line)
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(line)
+    print("settings:")
+    print(
+        f"  (a) fake fal {FAIRNESS_FAL}; engine {show(FAIRNESS_SETTINGS)}; "
+        f"median of {a['runs']} runs; baseline = same engine with a FIFO scheduler"
+    )
+    print(
+        f"  (b) fake fal in its own process {THROUGHPUT_FAL}; engine "
+        f"{show(THROUGHPUT_SETTINGS)}; 32x32 inputs (distinct), 64x64 outputs; "
+        f"submits took {b['submit_seconds']:.2f} s; "
+        f"end states {b['states']}; fal submits {b['fal_submits']}"
+    )
+    print(
+        f"  (c) FairScheduler alone: {c['queued']:,} jobs, {c['users']:,} members in "
+        f"{c['guilds']} servers, running cap 1, picks with 64 running; {c['picks']:,} picks; "
+        f"position() p99 {c['position_p99_ms']:.3f} ms"
+    )
+    print(
+        f"  (c) RSS: subprocess VmHWM; {r['in_queue']:,} jobs stored, then a fresh engine "
+        f"recovered them at start() (4 went to fal); {r['after_store_mb']:.0f} MB after storing"
+    )
+    print(
+        f"  (d) shipped polling {show(SHIPPED_POLL)}; engine: {d['engine']['routes']}; "
+        f"status stream (FalClient.stream_status, not used by the engine): {d['stream']['routes']}"
+    )
+    print(f"  host: {sys.platform}, {_cpus()} CPU(s), Python {sys.version.split()[0]}")
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+async def main(quick: bool) -> None:
+    with stamina.set_testing(True, attempts=1000, cap=True):
+        print("(a) fairness ...", file=sys.stderr)
+        a = await bench_fairness(1 if quick else 3)
+        print("(b) throughput ...", file=sys.stderr)
+        b = await bench_throughput()
+        b_stub = await bench_throughput(stub=True)
+    print("(c) scheduler and memory ...", file=sys.stderr)
+    c = bench_pick()
+    r = bench_rss()
+    print("(d) fal requests for a 20 s job (takes ~20 s) ...", file=sys.stderr)
+    d = await bench_requests(20.0)
+    report(a, b, b_stub, c, r, d)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one fairness run instead of three")
+    parser.add_argument("--rss-child", type=int, metavar="N", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = asyncio.run(rss_child(args.rss_child))
+        print(json.dumps(result))
+    else:
+        asyncio.run(main(args.quick))
