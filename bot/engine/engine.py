@@ -40,7 +40,7 @@ from bot.settings import Settings
 from bot.store import jobs as jobs_repo
 from bot.store import limits as limits_repo
 from bot.store.blobs import BlobStore
-from bot.store.db import Database
+from bot.store.db import Database, fetch_all
 
 log = logging.getLogger(__name__)
 
@@ -381,10 +381,10 @@ class Engine:
     async def _inputs_of(self, hashes: Sequence[str], job_id: int) -> tuple[InputImage, ...]:
         found = []
         for sha in hashes:
-            async with self.db.conn.execute(
-                "SELECT width, height, deleted_at FROM blobs WHERE sha256 = ?", (sha,)
-            ) as cur:
-                row = await cur.fetchone()
+            rows = await fetch_all(
+                self.db.conn, "SELECT width, height, deleted_at FROM blobs WHERE sha256 = ?", (sha,)
+            )
+            row = rows[0] if rows else None
             if row is None or row["deleted_at"] is not None or not self.blobs.exists(sha):
                 raise UserError(
                     f"The images of job #{job_id} have been deleted (images are kept "
@@ -467,10 +467,10 @@ class Engine:
         """Sizes of a job's inputs, known even after their files were purged."""
         sizes = []
         for sha in job.input_hashes:
-            async with self.db.conn.execute(
-                "SELECT width, height FROM blobs WHERE sha256 = ?", (sha,)
-            ) as cur:
-                row = await cur.fetchone()
+            rows = await fetch_all(
+                self.db.conn, "SELECT width, height FROM blobs WHERE sha256 = ?", (sha,)
+            )
+            row = rows[0] if rows else None
             if row is None:
                 raise UserError(f"Job #{job.id} refers to an unknown image.")
             sizes.append(InputImage(sha, int(row["width"]), int(row["height"])))
@@ -557,10 +557,10 @@ class Engine:
             active.update(job.input_hashes)
             if job.output_hash:
                 active.add(job.output_hash)
-        async with conn.execute(
-            "SELECT sha256 FROM blobs WHERE deleted_at IS NULL AND created_at < ?", (cutoff,)
-        ) as cur:
-            old = [r[0] async for r in cur if r[0] not in active]
+        rows = await fetch_all(
+            conn, "SELECT sha256 FROM blobs WHERE deleted_at IS NULL AND created_at < ?", (cutoff,)
+        )
+        old = [r[0] for r in rows if r[0] not in active]
         for sha in old:
             self.blobs.delete(sha)
             async with self.db.transaction() as tx:
@@ -582,7 +582,7 @@ class Engine:
 
     async def store_blob(self, data: bytes, width: int, height: int, content_type: str) -> str:
         """Put bytes in the blob store and record them (a re-store refreshes retention)."""
-        sha = self.blobs.put(data)
+        sha = await asyncio.to_thread(self.blobs.put, data)  # fsync stays off the event loop
         async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO blobs (sha256, size, width, height, content_type, created_at)"
@@ -594,10 +594,12 @@ class Engine:
 
     async def fal_url_for(self, sha: str) -> str:
         """Upload an input to fal storage once and reuse the URL for a while."""
-        async with self.db.conn.execute(
-            "SELECT fal_url, fal_url_at, content_type FROM blobs WHERE sha256 = ?", (sha,)
-        ) as cur:
-            row = await cur.fetchone()
+        rows = await fetch_all(
+            self.db.conn,
+            "SELECT fal_url, fal_url_at, content_type FROM blobs WHERE sha256 = ?",
+            (sha,),
+        )
+        row = rows[0] if rows else None
         now = self.clock()
         if row and row["fal_url"] and now - (row["fal_url_at"] or 0) < FAL_URL_TTL:
             return str(row["fal_url"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiosqlite
 
@@ -117,3 +118,17 @@ class Database:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+
+async def fetch_all(
+    conn: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()
+) -> list[aiosqlite.Row]:
+    """Run a query and return every row in one hop to the database thread."""
+    return list(await conn.execute_fetchall(sql, args))
+
+
+async def fetch_one(
+    conn: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()
+) -> aiosqlite.Row | None:
+    rows = await fetch_all(conn, sql, args)
+    return rows[0] if rows else None

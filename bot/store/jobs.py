@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from bot.model import EditParams, Job
+from bot.store.db import fetch_all
 
 _COLUMNS = (
     "id, state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id, endpoint, params,"
@@ -155,8 +156,8 @@ async def add_ledger(
 
 
 async def get_job(conn: aiosqlite.Connection, job_id: int) -> Job | None:
-    async with conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
-        row = await cur.fetchone()
+    rows = await fetch_all(conn, f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+    row = rows[0] if rows else None
     return _job(row) if row else None
 
 
@@ -169,16 +170,17 @@ async def jobs_in_states(
     if user_id is not None:
         sql += " AND user_id = ?"
         args.append(user_id)
-    async with conn.execute(sql + " ORDER BY id", args) as cur:
-        return [_job(row) async for row in cur]
+    rows = await fetch_all(conn, sql + " ORDER BY id", args)
+    return [_job(row) for row in rows]
 
 
 async def recent_jobs(conn: aiosqlite.Connection, user_id: int, limit: int) -> list[Job]:
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         f"SELECT {_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ?",
         (user_id, limit),
-    ) as cur:
-        return [_job(row) async for row in cur]
+    )
+    return [_job(row) for row in rows]
 
 
 async def transition(
@@ -231,62 +233,65 @@ async def spend(
     if guild_id is not None:
         sql += " AND guild_id = ?"
         args.append(guild_id)
-    async with conn.execute(sql, args) as cur:
-        row = await cur.fetchone()
+    rows = await fetch_all(conn, sql, args)
+    row = rows[0] if rows else None
     return int(row[0]) if row else 0
 
 
 async def count_active(conn: aiosqlite.Connection, user_id: int) -> tuple[int, int]:
     """(queued, running) jobs of a user; running includes submitting and fetched."""
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT SUM(state = 'queued'), SUM(state IN ('submitting', 'running', 'fetched'))"
         " FROM jobs WHERE user_id = ? AND state IN ('queued','submitting','running','fetched')",
         (user_id,),
-    ) as cur:
-        row = await cur.fetchone()
+    )
+    row = rows[0] if rows else None
     return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
 
 async def last_submission(conn: aiosqlite.Connection, user_id: int) -> float | None:
-    async with conn.execute(
-        "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
-    ) as cur:
-        row = await cur.fetchone()
+    rows = await fetch_all(conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,))
+    row = rows[0] if rows else None
     return float(row[0]) if row and row[0] is not None else None
 
 
 async def recent_durations(conn: aiosqlite.Connection, limit: int = 20) -> list[float]:
     """How long recent fal jobs took from start to fetched, newest first."""
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT finished_at - started_at FROM jobs WHERE state IN ('delivered','undeliverable',"
         " 'fetched') AND started_at IS NOT NULL AND finished_at IS NOT NULL"
         " ORDER BY id DESC LIMIT ?",
         (limit,),
-    ) as cur:
-        return [float(r[0]) async for r in cur]
+    )
+    return [float(r[0]) for r in rows]
 
 
 async def ledger_for(conn: aiosqlite.Connection, job_id: int) -> dict[str, int]:
     """Sum of each ledger kind for one job."""
     totals = dict.fromkeys(LEDGER_KINDS, 0)
-    async with conn.execute(
-        "SELECT kind, SUM(amount_micros) FROM ledger WHERE job_id = ? GROUP BY kind", (job_id,)
-    ) as cur:
-        async for kind, amount in cur:
-            totals[kind] = int(amount)
+    rows = await fetch_all(
+        conn,
+        "SELECT kind, SUM(amount_micros) FROM ledger WHERE job_id = ? GROUP BY kind",
+        (job_id,),
+    )
+    for kind, amount in rows:
+        totals[kind] = int(amount)
     return totals
 
 
 async def count_by_state(conn: aiosqlite.Connection) -> dict[str, int]:
-    async with conn.execute("SELECT state, count(*) FROM jobs GROUP BY state") as cur:
-        return {str(state): int(n) async for state, n in cur}
+    rows = await fetch_all(conn, "SELECT state, count(*) FROM jobs GROUP BY state")
+    return {str(state): int(n) for state, n in rows}
 
 
 async def spend_by_guild(conn: aiosqlite.Connection, since: float) -> dict[int | None, int]:
     """Money held or charged per guild for jobs created since ``since``."""
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT guild_id, SUM(held_micros + charged_micros) FROM jobs WHERE created_at >= ?"
         " GROUP BY guild_id",
         (since,),
-    ) as cur:
-        return {guild: int(total) async for guild, total in cur}
+    )
+    return {guild: int(total) for guild, total in rows}

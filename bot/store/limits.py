@@ -9,6 +9,8 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store.db import fetch_all
+
 GLOBAL = 0  # guild_id used for bot-wide rows (global pause, blocked everywhere)
 
 
@@ -55,8 +57,8 @@ async def limit_overrides(
         marks = ",".join("?" * len(roles))
         sql += f" OR (scope = 'role' AND guild_id = ? AND target_id IN ({marks}))"
         args += [gid, *roles]
-    async with conn.execute(sql, args) as cur:
-        return [(r[0], r[1], r[2], r[3]) async for r in cur]
+    rows = await fetch_all(conn, sql, args)
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def grant_credit(
@@ -77,12 +79,13 @@ async def grant_credit(
 async def credits_since(
     conn: aiosqlite.Connection, guild_id: int | None, user_id: int, since: float
 ) -> int:
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT COALESCE(SUM(amount_micros), 0) FROM credits"
         " WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
         (guild_id or GLOBAL, user_id, since),
-    ) as cur:
-        row = await cur.fetchone()
+    )
+    row = rows[0] if rows else None
     return max(0, int(row[0])) if row else 0
 
 
@@ -107,11 +110,12 @@ async def set_blocked(
 
 
 async def is_blocked(conn: aiosqlite.Connection, guild_id: int | None, user_id: int) -> bool:
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT 1 FROM blocks WHERE user_id = ? AND guild_id IN (?, ?)",
         (user_id, guild_id or GLOBAL, GLOBAL),
-    ) as cur:
-        return await cur.fetchone() is not None
+    )
+    return bool(rows)
 
 
 async def set_paused(
@@ -133,10 +137,10 @@ async def set_paused(
 
 async def paused_scopes(conn: aiosqlite.Connection, guild_id: int | None) -> list[int]:
     """Which of (this guild, global) are paused."""
-    async with conn.execute(
-        "SELECT guild_id FROM pauses WHERE guild_id IN (?, ?)", (guild_id or GLOBAL, GLOBAL)
-    ) as cur:
-        return [int(r[0]) async for r in cur]
+    rows = await fetch_all(
+        conn, "SELECT guild_id FROM pauses WHERE guild_id IN (?, ?)", (guild_id or GLOBAL, GLOBAL)
+    )
+    return [int(r[0]) for r in rows]
 
 
 async def set_remix_opt_out(conn: aiosqlite.Connection, user_id: int, opt_out: bool) -> None:
@@ -148,10 +152,10 @@ async def set_remix_opt_out(conn: aiosqlite.Connection, user_id: int, opt_out: b
 
 
 async def remix_opted_out(conn: aiosqlite.Connection, user_id: int) -> bool:
-    async with conn.execute(
-        "SELECT remix_opt_out FROM user_prefs WHERE user_id = ?", (user_id,)
-    ) as cur:
-        row = await cur.fetchone()
+    rows = await fetch_all(
+        conn, "SELECT remix_opt_out FROM user_prefs WHERE user_id = ?", (user_id,)
+    )
+    row = rows[0] if rows else None
     return bool(row and row[0])
 
 

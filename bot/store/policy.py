@@ -10,6 +10,8 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store.db import fetch_all
+
 GUILD_DEFAULT = 0  # safety_policy.channel_id of a guild's default row
 
 
@@ -46,11 +48,12 @@ class OverrideRow:
 
 
 async def allowed_channels(conn: aiosqlite.Connection, guild_id: int) -> list[int]:
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT channel_id FROM allowed_channels WHERE guild_id = ? ORDER BY channel_id",
         (guild_id,),
-    ) as cur:
-        return [int(r[0]) async for r in cur]
+    )
+    return [int(r[0]) for r in rows]
 
 
 async def set_allowed_channels(
@@ -66,10 +69,10 @@ async def set_allowed_channels(
 
 
 async def required_role(conn: aiosqlite.Connection, guild_id: int) -> int | None:
-    async with conn.execute(
-        "SELECT required_role_id FROM guild_policy WHERE guild_id = ?", (guild_id,)
-    ) as cur:
-        row = await cur.fetchone()
+    rows = await fetch_all(
+        conn, "SELECT required_role_id FROM guild_policy WHERE guild_id = ?", (guild_id,)
+    )
+    row = rows[0] if rows else None
     return int(row[0]) if row and row[0] is not None else None
 
 
@@ -94,8 +97,8 @@ async def safety_rows(
     if channel_id is not None:
         sql += " AND channel_id IN (?, ?)"
         args += [GUILD_DEFAULT, channel_id]
-    async with conn.execute(sql + " ORDER BY channel_id", args) as cur:
-        return [SafetyRow(int(r[0]), int(r[1]), str(r[2]), bool(r[3])) async for r in cur]
+    rows = await fetch_all(conn, sql + " ORDER BY channel_id", args)
+    return [SafetyRow(int(r[0]), int(r[1]), str(r[2]), bool(r[3])) for r in rows]
 
 
 async def set_safety(
@@ -124,19 +127,20 @@ async def clear_safety(conn: aiosqlite.Connection, guild_id: int, channel_id: in
 
 async def guild_overrides(conn: aiosqlite.Connection, guild_id: int) -> list[OverrideRow]:
     """Every limit override stored for this guild (guild, role and member scopes)."""
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT scope, target_id, name, value FROM limits WHERE guild_id = ?"
         " ORDER BY scope, target_id, name",
         (guild_id,),
-    ) as cur:
-        return [OverrideRow(str(r[0]), int(r[1]), str(r[2]), r[3]) async for r in cur]
+    )
+    return [OverrideRow(str(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
 
 
 async def blocked_users(conn: aiosqlite.Connection, guild_id: int) -> list[int]:
-    async with conn.execute(
-        "SELECT user_id FROM blocks WHERE guild_id = ? ORDER BY user_id", (guild_id,)
-    ) as cur:
-        return [int(r[0]) async for r in cur]
+    rows = await fetch_all(
+        conn, "SELECT user_id FROM blocks WHERE guild_id = ? ORDER BY user_id", (guild_id,)
+    )
+    return [int(r[0]) for r in rows]
 
 
 async def audit_rows(
@@ -148,8 +152,5 @@ async def audit_rows(
     if guild_id is not None:
         sql += " WHERE guild_id = ?"
         args.append(guild_id)
-    async with conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]) as cur:
-        return [
-            AuditRow(int(r[0]), r[1], r[2], str(r[3]), json.loads(r[4]), float(r[5]))
-            async for r in cur
-        ]
+    rows = await fetch_all(conn, sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+    return [AuditRow(int(r[0]), r[1], r[2], str(r[3]), json.loads(r[4]), float(r[5])) for r in rows]

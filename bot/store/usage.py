@@ -11,6 +11,8 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store.db import fetch_all
+
 # Per job, from the ledger: charge - refund + (reserve - release).
 _LEDGER_NET = (
     "SUM(CASE l.kind WHEN 'charge' THEN l.amount_micros WHEN 'refund' THEN -l.amount_micros"
@@ -86,12 +88,13 @@ async def spend_by_day(
 ) -> dict[int, int]:
     """Spend per day index (0 = the day starting at ``since``, UTC days of 86,400 s)."""
     where, args = _where(since, until, guild_id, user_id)
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT CAST((created_at - ?) / 86400 AS INTEGER) AS d,"
         " SUM(held_micros + charged_micros) FROM jobs" + where + " GROUP BY d",
         [since, *args],
-    ) as cur:
-        return {int(r[0]): int(r[1]) async for r in cur}
+    )
+    return {int(r[0]): int(r[1]) for r in rows}
 
 
 async def jobs_per_state(
@@ -105,8 +108,8 @@ async def jobs_per_state(
     if user_id is not None:
         sql += " AND user_id = ?"
         args.append(user_id)
-    async with conn.execute(sql + " GROUP BY state", args) as cur:
-        return {str(r[0]): int(r[1]) async for r in cur}
+    rows = await fetch_all(conn, sql + " GROUP BY state", args)
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 async def totals(
@@ -118,12 +121,13 @@ async def totals(
     user_id: int | None = None,
 ) -> Totals:
     where, args = _where(since, until, guild_id, user_id)
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT COUNT(*), SUM(state = 'delivered'), SUM(state = 'failed'),"
         " SUM(state = 'cancelled'), SUM(held_micros), SUM(charged_micros) FROM jobs" + where,
         args,
-    ) as cur:
-        row = await cur.fetchone()
+    )
+    row = rows[0] if rows else None
     assert row is not None
     return Totals(*(int(v or 0) for v in row))
 
@@ -141,13 +145,14 @@ async def breakdown(
     if column not in ("channel_id", "user_id"):
         raise ValueError(column)
     where, args = _where(since, until, guild_id, None)
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         f"SELECT {column}, COUNT(*), SUM(held_micros + charged_micros) AS spent FROM jobs"
         + where
         + f" GROUP BY {column} ORDER BY spent DESC, {column} LIMIT ?",
         [*args, limit],
-    ) as cur:
-        return [Breakdown(r[0], int(r[1]), int(r[2] or 0)) async for r in cur]
+    )
+    return [Breakdown(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
 
 
 async def ledger_rows(
@@ -155,26 +160,27 @@ async def ledger_rows(
 ) -> list[LedgerJobRow]:
     """Every job of the period with its money summed from the ledger, oldest first."""
     where, args = _where(since, until, guild_id, None, prefix="j.")
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT j.id, j.created_at, j.user_id, j.guild_id, j.channel_id, j.state, j.origin,"
         f" {_LEDGER_HELD}, {_LEDGER_NET} - {_LEDGER_HELD}"
         " FROM jobs j JOIN ledger l ON l.job_id = j.id" + where + " GROUP BY j.id ORDER BY j.id",
         args,
-    ) as cur:
-        return [
-            LedgerJobRow(
-                int(r[0]),
-                float(r[1]),
-                int(r[2]),
-                r[3],
-                r[4],
-                str(r[5]),
-                str(r[6]),
-                int(r[7]),
-                int(r[8]),
-            )
-            async for r in cur
-        ]
+    )
+    return [
+        LedgerJobRow(
+            int(r[0]),
+            float(r[1]),
+            int(r[2]),
+            r[3],
+            r[4],
+            str(r[5]),
+            str(r[6]),
+            int(r[7]),
+            int(r[8]),
+        )
+        for r in rows
+    ]
 
 
 async def ledger_total(
@@ -182,9 +188,10 @@ async def ledger_total(
 ) -> int:
     """charge - refund + held over the ledger rows of the period's jobs."""
     where, args = _where(since, until, guild_id, None, prefix="j.")
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         f"SELECT COALESCE({_LEDGER_NET}, 0) FROM jobs j JOIN ledger l ON l.job_id = j.id" + where,
         args,
-    ) as cur:
-        row = await cur.fetchone()
+    )
+    row = rows[0] if rows else None
     return int(row[0]) if row else 0

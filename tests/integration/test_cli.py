@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
-import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,15 +115,34 @@ def test_bad_file_gets_one_line_reason_naming_it(
     tmp_path: Path, name: str, make: object, reason: str
 ) -> None:
     make(tmp_path / name)  # type: ignore[operator]
-    run = run_flexbot("edit", name, "--prompt", "x", "--fake", cwd=tmp_path)
+    # Run the CLI in a process that reports its own peak memory as it exits.
+    measured = (
+        "import resource, sys\n"
+        "from bot.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\n"
+        "finally:\n"
+        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    sys.stderr.write(f'peak_rss_kb={peak}\\n')\n"
+        "sys.exit(code)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", measured, "edit", name, "--prompt", "x", "--fake"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("flexbot: error:")]
     assert len(errors) == 1
     assert name in errors[0]
     assert reason in errors[0]
     assert not (tmp_path / "out.png").exists()
-    # The largest child so far (an upper bound for this one): the bomb is never decoded.
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 300 * 1024
+    peak = re.search(r"peak_rss_kb=(\d+)", run.stderr)
+    assert peak, run.stderr
+    assert int(peak[1]) < 300 * 1024, "the bomb must never be decoded"
 
 
 def test_missing_fal_key_without_fake_is_a_clear_usage_error(tmp_path: Path) -> None:
