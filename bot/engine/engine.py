@@ -641,6 +641,10 @@ class _JobRun:
     async def submit(self, job: Job) -> Job | None:
         e = self.e
         resubmit = job.state == JobState.SUBMITTING
+        if resubmit and job.cancel_requested:
+            # Cancelled while its first submit was in flight: don't send it again.
+            await self.cancelled(job)
+            return None
         if resubmit and job.submit_attempts >= 2:
             await e.fail(
                 job,

@@ -341,3 +341,21 @@ async def test_shutdown_stops_taking_jobs_and_is_bounded(tmp_path: Path, fake_fa
         assert loop.time() - started < 2
         assert refusal(await kit.submit()).limit == "shutdown"
         assert (await kit.job(t.job_id)).state == JobState.RUNNING  # resumes on next start
+
+
+async def test_job_cancelled_during_a_crashed_submit_is_not_sent_again(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+        t = ticket(await kit.submit())
+        # The state a crash leaves behind: submit attempted, cancel asked, no request id stored.
+        async with kit.db.transaction() as conn:
+            await jobs_repo.transition(
+                conn, t.job_id, ["queued"], "submitting", submit_attempts=1, cancel_requested=1
+            )
+    async with engine_kit(tmp_path, fake_fal.url) as kit:
+        job = await kit.wait_final(t.job_id)
+        assert job.state == JobState.CANCELLED
+        assert job.held_micros == 0
+        assert fake_fal.submits == 0
+        assert kit.delivery.failures[t.job_id] == ["Cancelled."]
