@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from bot.fal.fake import FakeFal
-from tests.e2e.flexbot_fixtures import FlexbotRun
+from tests.e2e.conftest import StartBot
+from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, FlexbotRun, png
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Perm
 
@@ -110,3 +111,27 @@ async def test_doctor_names_each_failure_with_its_fix(discord: FakeDiscord, tmp_
     assert "fix: grant the bot's role Attach Files in #general" in out
     assert "wrong-key" not in out
     assert "2 failed" in out
+
+
+async def test_without_fal_key_the_bot_runs_a_loud_dry_run_and_logs_no_secret(
+    discord: FakeDiscord, start_bot: StartBot
+) -> None:
+    bot = await start_bot(
+        cmd=FLEXBOT_CMD,
+        env={"FAL_KEY": "", "FLEXBOT_POLL_INTERVAL_SECONDS": "0.05", "FLEXBOT_LOG_LEVEL": "DEBUG"},
+        sync_guild=True,
+    )
+    await discord.slash(
+        "edit",
+        user=discord.alice,
+        options={"prompt": "make it night"},
+        attachments=[("a.png", png(), "image/png")],
+    )
+    result = await discord.general.wait_for_message(lambda m: bool(m.files), timeout=30)
+    assert result.embeds
+    log = bot.log()
+    assert "DRY RUN" in log
+    assert "NOTHING IS BILLED" in log
+    assert discord.token not in log  # the bot token, even at DEBUG with discord.py's logging
+    assert "?ex=" not in log
+    assert "&hm=" not in log
