@@ -30,6 +30,7 @@ from PIL import Image
 from bot.fal.fake import FakeFal
 from tests.e2e.conftest import BotProcess, StartBot
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord.state import FakeChannel, FakeInteraction, FakeUser
 
 FLEXBOT_CMD = [sys.executable, "-m", "bot.cli", "run"]
 
@@ -39,6 +40,25 @@ def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "PNG")
     return buf.getvalue()
+
+
+async def slash_edit(
+    discord: FakeDiscord,
+    prompt: str = "blue",
+    *,
+    user: FakeUser | None = None,
+    channel: FakeChannel | None = None,
+    filename: str = "ok.png",
+    **options: Any,
+) -> FakeInteraction:
+    """A member runs /edit with one small PNG (and any other options)."""
+    return await discord.slash(
+        "edit",
+        user=user or discord.alice,
+        channel=channel,
+        options={"prompt": prompt, **options},
+        attachments=[(filename, png(), "image/png")],
+    )
 
 
 @dataclass

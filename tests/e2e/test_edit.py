@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.flexbot_fixtures import FlexbotRun, png
+from tests.e2e.flexbot_fixtures import FlexbotRun, png, slash_edit
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
@@ -100,12 +100,7 @@ async def test_out_of_range_value_is_refused(discord: FakeDiscord, flexbot: Flex
 async def test_over_budget_is_refused_with_the_cap(
     discord: FakeDiscord, flexbot: FlexbotRun
 ) -> None:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": "blue"},
-        attachments=[("ok.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, "blue")
     answer = await it.wait_for_original()
     assert answer.ephemeral
     assert "daily" in answer.content.lower()
@@ -115,13 +110,7 @@ async def test_over_budget_is_refused_with_the_cap(
 async def test_bot_without_send_permission_names_what_is_missing(
     discord: FakeDiscord, flexbot: FlexbotRun
 ) -> None:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        channel=discord.locked_channel,
-        options={"prompt": "blue"},
-        attachments=[("ok.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, "blue", channel=discord.locked_channel)
     answer = await it.wait_for_original()
     assert answer.ephemeral
     assert "Send Messages" in answer.content
@@ -132,12 +121,7 @@ async def test_bot_without_send_permission_names_what_is_missing(
 async def test_job_finishing_after_token_expiry_still_delivers(
     discord: FakeDiscord, flexbot: FlexbotRun
 ) -> None:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": "slow"},
-        attachments=[("ok.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, "slow")
     await it.wait_for_followup(lambda m: "Job #1" in m.content)
     await flexbot.wait_for_job_state(1, "running")
     discord.clock.advance(minutes=16)

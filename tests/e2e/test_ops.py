@@ -13,7 +13,7 @@ import pytest
 
 from bot.fal.fake import FakeFal
 from tests.e2e.conftest import StartBot
-from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, FlexbotRun, png
+from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, FlexbotRun, slash_edit
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Perm
 
@@ -121,12 +121,7 @@ async def test_without_fal_key_the_bot_runs_a_loud_dry_run_and_logs_no_secret(
         env={"FAL_KEY": "", "FLEXBOT_POLL_INTERVAL_SECONDS": "0.05", "FLEXBOT_LOG_LEVEL": "DEBUG"},
         sync_guild=True,
     )
-    await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": "make it night"},
-        attachments=[("a.png", png(), "image/png")],
-    )
+    await slash_edit(discord, "make it night", filename="a.png")
     result = await discord.general.wait_for_message(lambda m: bool(m.files), timeout=30)
     assert result.embeds
     log = bot.log()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.flexbot_fixtures import FlexbotRun, png
+from tests.e2e.flexbot_fixtures import FlexbotRun, png, slash_edit
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMessage
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
@@ -105,12 +105,7 @@ async def test_reroll_uses_a_new_seed_and_clicker_pays(
 async def test_channel_deleted_while_running_then_show_posts_elsewhere(
     discord: FakeDiscord, flexbot: FlexbotRun
 ) -> None:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": "slow"},
-        attachments=[("a.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, "slow", filename="a.png")
     await it.wait_for_followup(lambda m: "Job #1" in m.content)
     await flexbot.wait_for_job_state(1, "running")
     await discord.delete_channel(discord.general)
