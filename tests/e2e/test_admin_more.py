@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import StartBot
-from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, FlexbotRun, flexbot_settings, png
+from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, FlexbotRun, flexbot_settings, slash_edit
 from tests.fakes.discord import FakeDiscord, FakeMessage, FakeUser
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
@@ -28,12 +28,7 @@ def flexbot_env() -> dict[str, str]:
 
 
 async def edit(discord: FakeDiscord, user: FakeUser | None = None) -> FakeMessage:
-    it = await discord.slash(
-        "edit",
-        user=user or discord.alice,
-        options={"prompt": "make it blue"},
-        attachments=[("a.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, "make it blue", user=user, filename="a.png")
     return await it.wait_for_original()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.flexbot_fixtures import FlexbotRun, png
+from tests.e2e.flexbot_fixtures import FlexbotRun, slash_edit
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
@@ -28,12 +28,7 @@ def next_result(discord: FakeDiscord) -> Awaitable[FakeMessage]:
 
 
 async def start_edit(discord: FakeDiscord, prompt: str, **options: Any) -> FakeInteraction:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": prompt, **options},
-        attachments=[("a.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, prompt, filename="a.png", **options)
     await it.wait_for_original()
     return it
 

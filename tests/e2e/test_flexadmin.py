@@ -15,6 +15,7 @@ from tests.e2e.flexbot_fixtures import (  # noqa: F401 (fixtures are found by na
     flexbot,
     flexbot_env,
     png,
+    slash_edit,
 )
 from tests.fakes.discord import FakeDiscord
 
@@ -25,12 +26,7 @@ def fal_options() -> dict[str, Any]:
 
 
 async def edit(discord: FakeDiscord, prompt: str) -> Any:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": prompt},
-        attachments=[("a.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, prompt, filename="a.png")
     return await it.wait_for_original()
 
 

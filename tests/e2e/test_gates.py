@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.flexbot_fixtures import FlexbotRun, png
+from tests.e2e.flexbot_fixtures import FlexbotRun, slash_edit
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
@@ -28,12 +28,13 @@ async def edit(
     **options: Any,
 ) -> FakeMessage:
     """Run /edit and return the member's (ephemeral) answer once it is final."""
-    it = await discord.slash(
-        "edit",
-        user=user or discord.alice,
+    it = await slash_edit(
+        discord,
+        "make it blue",
+        user=user,
         channel=channel or discord.general,
-        options={"prompt": "make it blue", **options},
-        attachments=[("a.png", png(), "image/png")],
+        filename="a.png",
+        **options,
     )
     return await it.wait_for_original()
 

@@ -14,6 +14,7 @@ from tests.e2e.flexbot_fixtures import (  # noqa: F401 (fixtures are found by na
     flexbot,
     flexbot_env,
     png,
+    slash_edit,
 )
 from tests.fakes.discord import FakeDiscord
 
@@ -24,12 +25,7 @@ def fal_options() -> dict[str, Any]:
 
 
 async def start_edit(discord: FakeDiscord, prompt: str) -> None:
-    it = await discord.slash(
-        "edit",
-        user=discord.alice,
-        options={"prompt": prompt},
-        attachments=[("a.png", png(), "image/png")],
-    )
+    it = await slash_edit(discord, prompt, filename="a.png")
     await it.wait_for_original()
 
 
