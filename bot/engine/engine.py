@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.engine import quota
@@ -87,14 +87,6 @@ class CancelResult:
     message: str
 
 
-@dataclass
-class _Stats:
-    fal_submits: int = 0
-    resubmits: int = 0
-    http_polls: int = 0
-    durations: list[float] = field(default_factory=list)
-
-
 class Engine:
     """The persistent fair queue. One per process; start() before use, stop() at shutdown."""
 
@@ -117,7 +109,6 @@ class Engine:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.scheduler = FairScheduler()
-        self.stats = _Stats()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -690,7 +681,7 @@ class _JobRun:
                 )
         if over is not None:
             if won:
-                await e.notify_changed()
+                await e.notify_changed(JobState.FAILED)
                 log.info("job=%s failed at dispatch: over budget (%s)", job.id, over.limit)
                 with contextlib.suppress(Exception):
                     await e.delivery.failed(replace(job, state=JobState.FAILED), reason)
@@ -698,7 +689,6 @@ class _JobRun:
         if not won:
             return None  # cancelled meanwhile
         if resubmit:
-            e.stats.resubmits += 1
             log.warning("job=%s resubmitting after a crash inside the submit window", job.id)
         try:
             request_id = await e.fal.submit(job.params.to_fal_input(urls))
@@ -706,7 +696,6 @@ class _JobRun:
             e.metrics.fal_errors.labels(exc.error_type or type(exc).__name__).inc()
             await e.fail(job, [JobState.SUBMITTING], exc.user_message)
             return None
-        e.stats.fal_submits += 1
         async with e.db.transaction() as conn:
             await jobs_repo.transition(
                 conn, job.id, [JobState.SUBMITTING], JobState.RUNNING, fal_request_id=request_id
@@ -758,7 +747,6 @@ class _JobRun:
                 return None
             try:
                 status = await e.fal.status(rid)
-                e.stats.http_polls += 1
             except FalError as exc:
                 e.metrics.fal_errors.labels(exc.error_type or type(exc).__name__).inc()
                 if not exc.retryable and exc.status is not None and exc.status < 500:
