@@ -29,6 +29,7 @@ from bot.health import HealthServer, watch_loop_lag
 from bot.images import ImageProcessor
 from bot.metrics import Snapshot
 from bot.params import ParamLimits
+from bot.permissions import missing_for_posting
 from bot.secret import Secret
 from bot.settings import Settings
 from bot.store import jobs as jobs_repo
@@ -161,15 +162,6 @@ def make_delivery(bot: FlexBot) -> Delivery:
     return DiscordDelivery(bot)
 
 
-NEEDED_PERMISSIONS = (
-    ("view_channel", "View Channel"),
-    ("send_messages", "Send Messages"),
-    ("attach_files", "Attach Files"),
-    ("embed_links", "Embed Links"),
-    ("read_message_history", "Read Message History"),
-)
-
-
 async def check_discord(settings: Settings) -> list[CheckResult]:
     """Log in, list the guilds, and name every text channel where the bot lacks a permission."""
     assert settings.discord_token is not None
@@ -217,7 +209,7 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
                 perms = channel.permissions_for(me)
                 if not perms.view_channel:
                     continue  # channels the bot is not meant to see are not a problem
-                missing = [name for attr, name in NEEDED_PERMISSIONS if not getattr(perms, attr)]
+                missing = missing_for_posting(perms)
                 if missing:
                     results.append(
                         CheckResult(

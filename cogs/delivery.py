@@ -17,6 +17,7 @@ from PIL import Image
 
 from bot.engine.delivery import Progress, Undeliverable
 from bot.model import Job
+from bot.permissions import missing_for_posting
 from cogs import render
 
 if TYPE_CHECKING:
@@ -25,12 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JPEG_QUALITIES = (90, 80, 70, 60)
-POSTING_PERMISSIONS = (
-    ("view_channel", "View Channel"),
-    ("attach_files", "Attach Files"),
-    ("embed_links", "Embed Links"),
-    ("read_message_history", "Read Message History"),
-)
 
 
 def fit_upload(data: bytes, limit: int, ext: str) -> tuple[bytes, str]:
@@ -90,11 +85,9 @@ class DiscordDelivery:
     def _missing(channel: Postable) -> list[str]:
         if isinstance(channel, discord.DMChannel) or channel.guild.me is None:
             return []
-        perms = channel.permissions_for(channel.guild.me)
-        send = ("send_messages", "Send Messages")
-        if isinstance(channel, discord.Thread):
-            send = ("send_messages_in_threads", "Send Messages in Threads")
-        return [name for attr, name in (send, *POSTING_PERMISSIONS) if not getattr(perms, attr)]
+        return missing_for_posting(
+            channel.permissions_for(channel.guild.me), thread=isinstance(channel, discord.Thread)
+        )
 
     async def _edit_status(self, job: Job, rendered: render.Rendered) -> None:
         if job.status_message_id is None:

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.errors import UserError
 from bot.model import Requester
+from bot.permissions import missing_for_posting
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
@@ -27,14 +28,6 @@ log = logging.getLogger(__name__)
 QUEUEING_COMMANDS = frozenset({"edit", "rerun", "Edit with FLUX"})
 #: Commands that are never gated (so an admin can always resume a paused server).
 UNGATED_COMMANDS = frozenset({"flexadmin"})
-
-REQUIRED_PERMISSIONS = (
-    ("view_channel", "View Channel"),
-    ("send_messages", "Send Messages"),
-    ("attach_files", "Attach Files"),
-    ("embed_links", "Embed Links"),
-    ("read_message_history", "Read Message History"),
-)
 
 
 class Refused(app_commands.CheckFailure):
@@ -70,14 +63,9 @@ def missing_permissions(interaction: discord.Interaction[Any]) -> list[str]:
     """What the bot lacks in this channel to post a result, by name."""
     if interaction.guild_id is None:
         return []
-    perms = interaction.app_permissions
-    missing = []
-    for attr, name in REQUIRED_PERMISSIONS:
-        if attr == "send_messages" and isinstance(interaction.channel, discord.Thread):
-            attr, name = "send_messages_in_threads", "Send Messages in Threads"
-        if not getattr(perms, attr):
-            missing.append(name)
-    return missing
+    return missing_for_posting(
+        interaction.app_permissions, thread=isinstance(interaction.channel, discord.Thread)
+    )
 
 
 async def gate(interaction: discord.Interaction[Any], *, queueing: bool) -> None:
