@@ -18,7 +18,7 @@ from typing import TextIO
 from bot.errors import ConfigError, ImageRejected, InvalidParameter, StoreError
 from bot.fal.client import FalClient, QueueStatus
 from bot.fal.errors import FalError
-from bot.images import ImageLimits, ImageProcessor, NormalizedImage, image_size
+from bot.images import ImageLimits, ImageProcessor, NormalizedImage, check_size, image_size
 from bot.logs import configure_logging
 from bot.model import EditParams, usd
 from bot.params import ParamLimits, parse_edit_params
@@ -141,12 +141,7 @@ async def _load_inputs(
             size = path.stat().st_size
         except OSError as exc:
             raise ImageRejected(str(path), f"cannot read it ({exc.strerror})") from None
-        if size > settings.max_input_bytes:
-            raise ImageRejected(
-                str(path),
-                f"the file is {size / 2**20:.1f} MB; the limit is "
-                f"{settings.max_input_bytes / 2**20:.0f} MB. Use a smaller image.",
-            )
+        check_size(str(path), size, settings.max_input_bytes)
         images.append(await processor.normalize(path.read_bytes(), str(path)))
     return images
 

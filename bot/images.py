@@ -96,8 +96,7 @@ def normalize_image(data: bytes, filename: str, limits: ImageLimits) -> Normaliz
     """Validate and re-encode one uploaded image, or raise :class:`ImageRejected` saying why."""
     if not data:
         raise ImageRejected(filename, f"the file is empty (0 bytes). {_ATTACH}")
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(filename, _too_large(len(data), limits.max_bytes))
+    check_size(filename, len(data), limits.max_bytes)
 
     notes: list[str] = []
     with _open(data, filename) as im:
@@ -171,6 +170,12 @@ async def read_capped(chunks: AsyncIterator[bytes], max_bytes: int, filename: st
             raise ImageRejected(filename, _too_large(None, max_bytes))
         parts.append(chunk)
     return b"".join(parts)
+
+
+def check_size(filename: str, size: int, max_bytes: int) -> None:
+    """Refuse a file by its (declared or actual) size, before anything reads or decodes it."""
+    if size > max_bytes:
+        raise ImageRejected(filename, _too_large(size, max_bytes))
 
 
 def image_size(data: bytes) -> tuple[int, int]:

@@ -13,7 +13,8 @@ from discord.ext import commands
 
 from bot.engine.engine import EditRequest, InputImage, JobTicket
 from bot.engine.quota import Refusal
-from bot.errors import ImageRejected, UserError
+from bot.errors import UserError
+from bot.images import check_size
 from bot.model import MAX_IMAGES, EditParams, JobState
 from bot.params import SIZE_CHOICES, parse_edit_params
 from cogs import render
@@ -28,26 +29,15 @@ Attachment = discord.Attachment
 OptAttachment = discord.Attachment | None
 
 
-def _mb(n: int) -> str:
-    return f"{n / 2**20:.1f}".removesuffix(".0")
-
-
 async def read_images(core: Core, attachments: Sequence[discord.Attachment]) -> list[InputImage]:
     """Download (byte-capped), normalise and store each image; ImageRejected names the file."""
     cap = core.settings.max_input_bytes
     for a in attachments:  # refuse on the declared size before downloading anything
-        if a.size > cap:
-            raise ImageRejected(
-                a.filename,
-                f"the file is {_mb(a.size)} MB, larger than the {_mb(cap)} MB limit. "
-                "Attach a smaller image.",
-            )
+        check_size(a.filename, a.size, cap)
 
     async def one(a: discord.Attachment) -> InputImage:
-        data = await a.read()
-        if len(data) > cap:
-            raise ImageRejected(a.filename, f"the file is larger than the {_mb(cap)} MB limit.")
-        image = await core.images.normalize(data, a.filename)
+        # normalize() checks the real size again: the declared one is the uploader's word.
+        image = await core.images.normalize(await a.read(), a.filename)
         sha = await core.engine.store_blob(
             image.data, image.width, image.height, image.content_type
         )

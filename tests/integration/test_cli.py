@@ -188,3 +188,21 @@ def test_core_never_imports_discord() -> None:
         and re.search(r"^\s*(import discord|from discord)", path.read_text(), re.M)
     ]
     assert offenders == []
+
+
+def test_file_over_the_byte_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    noise = Image.frombytes("RGB", (1000, 1000), os.urandom(3_000_000))
+    noise.save(tmp_path / "noise.png")  # about 3 MB: noise does not compress
+    run = run_flexbot(
+        "edit",
+        "noise.png",
+        "--prompt",
+        "x",
+        "--fake",
+        cwd=tmp_path,
+        env={"FLEXBOT_MAX_INPUT_BYTES": str(2**20)},
+    )
+    assert run.returncode == 1
+    assert "flexbot: error: noise.png: the file is 2.9 MB, larger than the 1 MB limit." in (
+        run.stderr
+    )
