@@ -37,10 +37,11 @@ from bot.metrics import Metrics
 from bot.model import EditParams, Job, JobState, Requester
 from bot.pricing import expected_output_size, quote
 from bot.settings import Settings
+from bot.store import blob_rows
 from bot.store import jobs as jobs_repo
 from bot.store import limits as limits_repo
 from bot.store.blobs import BlobStore
-from bot.store.db import Database, fetch_all
+from bot.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -369,20 +370,25 @@ class Engine:
 
     # -- rerun / remix -------------------------------------------------------------------------
 
-    async def _inputs_of(self, hashes: Sequence[str], job_id: int) -> tuple[InputImage, ...]:
-        found = []
+    async def _blob_rows(self, hashes: Sequence[str], job_id: int) -> list[blob_rows.BlobRow]:
+        """What the blobs table knows of these images (sizes stay after the files are purged)."""
+        rows = []
         for sha in hashes:
-            rows = await fetch_all(
-                self.db.conn, "SELECT width, height, deleted_at FROM blobs WHERE sha256 = ?", (sha,)
+            row = await blob_rows.get_blob(self.db.conn, sha)
+            if row is None:
+                raise UserError(f"Job #{job_id} refers to an unknown image.")
+            rows.append(row)
+        return rows
+
+    async def _inputs_of(self, hashes: Sequence[str], job_id: int) -> tuple[InputImage, ...]:
+        """The images as inputs for a new job; refused when any of them was purged."""
+        rows = await self._blob_rows(hashes, job_id)
+        if any(r.deleted or not self.blobs.exists(r.sha256) for r in rows):
+            raise UserError(
+                f"The images of job #{job_id} have been deleted (images are kept "
+                f"{self.settings.blob_retention_days:g} days); start a new /edit instead."
             )
-            row = rows[0] if rows else None
-            if row is None or row["deleted_at"] is not None or not self.blobs.exists(sha):
-                raise UserError(
-                    f"The images of job #{job_id} have been deleted (images are kept "
-                    f"{self.settings.blob_retention_days:g} days); start a new /edit instead."
-                )
-            found.append(InputImage(sha, int(row["width"]), int(row["height"])))
-        return tuple(found)
+        return tuple(InputImage(r.sha256, r.width, r.height) for r in rows)
 
     async def _source(self, job_id: int, requester: Requester) -> Job:
         job = await jobs_repo.get_job(self.db.conn, job_id)
@@ -453,19 +459,6 @@ class Engine:
 
     async def get_job(self, job_id: int) -> Job | None:
         return await jobs_repo.get_job(self.db.conn, job_id)
-
-    async def _inputs_meta(self, job: Job) -> list[InputImage]:
-        """Sizes of a job's inputs, known even after their files were purged."""
-        sizes = []
-        for sha in job.input_hashes:
-            rows = await fetch_all(
-                self.db.conn, "SELECT width, height FROM blobs WHERE sha256 = ?", (sha,)
-            )
-            row = rows[0] if rows else None
-            if row is None:
-                raise UserError(f"Job #{job.id} refers to an unknown image.")
-            sizes.append(InputImage(sha, int(row["width"]), int(row["height"])))
-        return sizes
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
         async with self.db.transaction() as conn:
@@ -548,14 +541,11 @@ class Engine:
             active.update(job.input_hashes)
             if job.output_hash:
                 active.add(job.output_hash)
-        rows = await fetch_all(
-            conn, "SELECT sha256 FROM blobs WHERE deleted_at IS NULL AND created_at < ?", (cutoff,)
-        )
-        old = [r[0] for r in rows if r[0] not in active]
+        old = [sha for sha in await blob_rows.blobs_older_than(conn, cutoff) if sha not in active]
         for sha in old:
             self.blobs.delete(sha)
             async with self.db.transaction() as tx:
-                await tx.execute("UPDATE blobs SET deleted_at = ? WHERE sha256 = ?", (now, sha))
+                await blob_rows.mark_deleted(tx, sha, now)
         if old:
             log.info(
                 "purged %d image(s) older than %g days", len(old), self.settings.blob_retention_days
@@ -575,35 +565,25 @@ class Engine:
         """Put bytes in the blob store and record them (a re-store refreshes retention)."""
         sha = await asyncio.to_thread(self.blobs.put, data)  # fsync stays off the event loop
         async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO blobs (sha256, size, width, height, content_type, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET"
-                " created_at = excluded.created_at, deleted_at = NULL",
-                (sha, len(data), width, height, content_type, self.clock()),
+            await blob_rows.record_blob(
+                conn, sha, len(data), width, height, content_type, self.clock()
             )
         return sha
 
     async def fal_url_for(self, sha: str) -> str:
         """Upload an input to fal storage once and reuse the URL for a while."""
-        rows = await fetch_all(
-            self.db.conn,
-            "SELECT fal_url, fal_url_at, content_type FROM blobs WHERE sha256 = ?",
-            (sha,),
-        )
-        row = rows[0] if rows else None
+        row = await blob_rows.get_blob(self.db.conn, sha)
         now = self.clock()
-        if row and row["fal_url"] and now - (row["fal_url_at"] or 0) < FAL_URL_TTL:
-            return str(row["fal_url"])
+        if row and row.fal_url and now - (row.fal_url_at or 0) < FAL_URL_TTL:
+            return row.fal_url
         data = self.blobs.get(sha)
         if data is None:
             raise UserError("An input image of this job has been deleted.")
-        content_type = row["content_type"] if row else "image/png"
+        content_type = row.content_type if row else "image/png"
         ext = "png" if content_type == "image/png" else "jpg"
         url = await self.fal.upload(data, content_type, f"{sha[:16]}.{ext}")
         async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE blobs SET fal_url = ?, fal_url_at = ? WHERE sha256 = ?", (url, now, sha)
-            )
+            await blob_rows.set_fal_url(conn, sha, url, now)
         return url
 
 
@@ -786,7 +766,8 @@ class _JobRun:
                 "fal returned an image Flexbot could not read; nothing was charged. Try again.",
             )
             return None
-        cost = e._price([(i.width, i.height) for i in await e._inputs_meta(job)], (width, height))
+        inputs = await e._blob_rows(job.input_hashes, job.id)
+        cost = e._price([(i.width, i.height) for i in inputs], (width, height))
         content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
         sha = await e.store_blob(data, width, height, content_type)
         now = e.clock()
