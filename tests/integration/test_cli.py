@@ -115,13 +115,15 @@ def test_bad_file_gets_one_line_reason_naming_it(
     tmp_path: Path, name: str, make: object, reason: str
 ) -> None:
     make(tmp_path / name)  # type: ignore[operator]
-    # Run the CLI in a process that reports its own peak memory as it exits.
+    # Run the CLI in a process that reports its own peak memory as it exits. VmHWM, not
+    # ru_maxrss: Linux carries ru_maxrss over from the parent (pytest) across exec.
     measured = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from bot.cli import main\n"
         "try:\n    code = main(sys.argv[1:])\n"
         "finally:\n"
-        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    peak = re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)\n"
         "    sys.stderr.write(f'peak_rss_kb={peak}\\n')\n"
         "sys.exit(code)\n"
     )
