@@ -22,7 +22,7 @@ from bot.images import ImageLimits, ImageProcessor, NormalizedImage, check_size,
 from bot.logs import configure_logging
 from bot.model import EditParams, usd
 from bot.params import ParamLimits, parse_edit_params
-from bot.pricing import expected_output_size, quote
+from bot.pricing import PriceList
 from bot.secret import Secret
 from bot.settings import Settings, load_settings, render_example
 
@@ -180,17 +180,8 @@ async def run_edit(args: argparse.Namespace, settings: Settings) -> int:
         for note in image.notes:
             print(f"{path}: {note}", file=sys.stderr)
     sizes = [(i.width, i.height) for i in images]
-    estimate = quote(
-        sizes,
-        expected_output_size(
-            params,
-            sizes,
-            max_output_megapixels=settings.max_output_megapixels,
-            unit=settings.megapixel_pixels,
-        ),
-        price_per_megapixel=settings.price_per_megapixel,
-        unit=settings.megapixel_pixels,
-    )
+    prices = PriceList.from_settings(settings)
+    estimate = prices.estimate(params, sizes)
     dry = " (fake fal: nothing is billed)" if args.fake else ""
     print(
         f"Estimated cost: {usd(estimate.micros)} for {estimate.total_megapixels} megapixels{dry}",
@@ -222,12 +213,7 @@ async def run_edit(args: argparse.Namespace, settings: Settings) -> int:
     ext = "png" if params.output_format == "png" else "jpg"
     out = Path(args.out) if args.out else Path(f"flexbot-{result.seed}.{ext}")
     out.write_bytes(data)
-    actual = quote(
-        sizes,
-        (width, height),
-        price_per_megapixel=settings.price_per_megapixel,
-        unit=settings.megapixel_pixels,
-    )
+    actual = prices.quote(sizes, (width, height))
     print(f"Wrote {out} ({width}x{height})")
     print(f"Seed: {result.seed}")
     print(f"Cost: {usd(actual.micros)}{dry}")

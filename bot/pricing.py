@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from math import isqrt
 
 from bot.model import EditParams
+from bot.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +67,32 @@ def expected_output_size(
         max(1, width * scale_num // scale_den),
         max(1, height * scale_num // scale_den),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PriceList:
+    """The operator's prices, so callers quote without passing the settings around."""
+
+    price_per_megapixel: int
+    unit: int
+    max_output_megapixels: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriceList:
+        return cls(
+            settings.price_per_megapixel, settings.megapixel_pixels, settings.max_output_megapixels
+        )
+
+    def quote(
+        self, input_sizes: Sequence[tuple[int, int]], output_size: tuple[int, int]
+    ) -> PriceQuote:
+        return quote(
+            input_sizes, output_size, price_per_megapixel=self.price_per_megapixel, unit=self.unit
+        )
+
+    def estimate(self, params: EditParams, input_sizes: Sequence[tuple[int, int]]) -> PriceQuote:
+        """The price before running: inputs as normalised, the output as requested."""
+        output = expected_output_size(
+            params, input_sizes, max_output_megapixels=self.max_output_megapixels, unit=self.unit
+        )
+        return self.quote(input_sizes, output)

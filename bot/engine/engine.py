@@ -35,7 +35,7 @@ from bot.images import image_size
 from bot.logs import bind
 from bot.metrics import Metrics
 from bot.model import EditParams, Job, JobState, Requester
-from bot.pricing import expected_output_size, quote
+from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import blob_rows
 from bot.store import jobs as jobs_repo
@@ -109,6 +109,7 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.prices = PriceList.from_settings(settings)
         self.scheduler = FairScheduler()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -170,21 +171,7 @@ class Engine:
     # -- submit ----------------------------------------------------------------------------------
 
     async def estimate(self, params: EditParams, inputs: Sequence[InputImage]) -> int:
-        out = expected_output_size(
-            params,
-            [(i.width, i.height) for i in inputs],
-            max_output_megapixels=self.settings.max_output_megapixels,
-            unit=self.settings.megapixel_pixels,
-        )
-        return self._price([(i.width, i.height) for i in inputs], out)
-
-    def _price(self, inputs: Sequence[tuple[int, int]], output: tuple[int, int]) -> int:
-        return quote(
-            inputs,
-            output,
-            price_per_megapixel=self.settings.price_per_megapixel,
-            unit=self.settings.megapixel_pixels,
-        ).micros
+        return self.prices.estimate(params, [(i.width, i.height) for i in inputs]).micros
 
     async def limits_for(self, requester: Requester) -> quota.Limits:
         overrides = await limits_repo.limit_overrides(
@@ -767,7 +754,7 @@ class _JobRun:
             )
             return None
         inputs = await e._blob_rows(job.input_hashes, job.id)
-        cost = e._price([(i.width, i.height) for i in inputs], (width, height))
+        cost = e.prices.quote([(i.width, i.height) for i in inputs], (width, height)).micros
         content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
         sha = await e.store_blob(data, width, height, content_type)
         now = e.clock()

@@ -50,3 +50,20 @@ def test_explicit_size_is_used_for_the_estimate() -> None:
     assert expected_output_size(p, [(100, 100)], max_output_megapixels=4, unit=MP) == (1024, 576)
     custom = EditParams(prompt="x", image_size=ImageSize(preset=None, width=1920, height=1080))
     assert expected_output_size(custom, [], max_output_megapixels=4, unit=MP) == (1920, 1080)
+
+
+def test_price_list_estimates_like_quote_and_expected_output_size() -> None:
+    from bot.pricing import PriceList
+
+    prices = PriceList(price_per_megapixel=PRICE, unit=MP, max_output_megapixels=1.0)
+    auto = EditParams(prompt="x")
+    assert (
+        prices.estimate(auto, [(8000, 4000)]).micros
+        == quote(
+            [(8000, 4000)],
+            expected_output_size(auto, [(8000, 4000)], max_output_megapixels=1.0, unit=MP),
+            price_per_megapixel=PRICE,
+            unit=MP,
+        ).micros
+    )
+    assert prices.quote([(1024, 1024)], (1920, 1080)).micros == 3 * PRICE
