@@ -2,9 +2,11 @@
 
     FlexbotError
     ├── ConfigError            a setting is wrong; start-up stops (exit code 2)
-    ├── UserError              the member's input or situation; ``str(e)`` is safe to show them
+    ├── UserError              the one way to say no to a member; ``str(e)`` is safe to show them,
+    │   │                      ``limit``/``remaining``/``resets_at`` carry the facts behind a limit
     │   ├── InvalidParameter   a parameter out of range (names it, the value and what is allowed)
-    │   └── ImageRejected      an input image we will not take (names the file and why)
+    │   ├── ImageRejected      an input image we will not take (names the file and why)
+    │   └── NoSuchJob          a job that does not exist *or* may not be seen from here
     ├── UpstreamError          something outside us failed (fal, Discord)
     │   └── FalError           fal said no; subclasses by kind (see bot.fal.errors)
     └── StoreError             the database cannot be used
@@ -32,7 +34,26 @@ class ConfigError(FlexbotError):
 
 
 class UserError(FlexbotError):
-    """An error whose message is written for the member and safe to show them."""
+    """No to a member: the message is written for them and safe to show.
+
+    When a limit said no, ``limit`` names it (``user_daily_cap``, ``user_max_queued``, ``paused``,
+    ...), ``remaining`` is what is left of it (micro-dollars for money caps) and ``resets_at`` is
+    when it resets (epoch seconds, UTC), so callers and tests branch on fields, never on text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str | None = None,
+        remaining: int | None = None,
+        resets_at: float | None = None,
+    ) -> None:
+        self.message = message
+        self.limit = limit
+        self.remaining = remaining
+        self.resets_at = resets_at
+        super().__init__(message)
 
 
 class InvalidParameter(UserError):
@@ -55,6 +76,15 @@ class ImageRejected(UserError):
         self.filename = filename
         self.reason = reason
         super().__init__(f"{filename}: {reason}")
+
+
+class NoSuchJob(UserError):
+    """A job that is missing, or that this member may not see from here (same words for both,
+    so a job id from another server tells nothing)."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"There is no job #{job_id}.", limit="job")
 
 
 class UpstreamError(FlexbotError):
