@@ -121,11 +121,18 @@ StartBot = Callable[..., Awaitable[BotProcess]]
 
 @pytest.fixture
 async def discord() -> AsyncIterator[FakeDiscord]:
-    """A running fake Discord; the test fails if the bot called a route the fake lacks."""
+    """A running fake Discord; the test fails if the bot called a route the fake lacks or sent a
+    request Discord's OpenAPI description refuses."""
     async with FakeDiscord() as fake:
         yield fake
         unknown = list(fake.unknown_routes)
         broken = list(fake.internal_errors)
+        refused = [] if fake.expect_violations else list(fake.openapi_violations)
+    if refused:
+        shown = "\n  ".join(dict.fromkeys(str(v) for v in refused))
+        pytest.fail(
+            f"requests Discord would refuse (400 50035), per its OpenAPI description:\n  {shown}"
+        )
     if unknown:
         pytest.fail("bot called routes the fake Discord does not implement: " + ", ".join(unknown))
     if broken:

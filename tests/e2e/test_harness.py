@@ -242,6 +242,7 @@ async def test_message_over_2000_chars_is_rejected_like_discord(
 async def test_invalid_message_bodies_get_invalid_form_body(
     discord: FakeDiscord, http: aiohttp.ClientSession, body: dict[str, Any], error_path: list[str]
 ) -> None:
+    discord.expect_violations = True  # these bodies are refused on purpose
     async with http.post(
         _messages_url(discord, discord.general.id), json={"content": "c", **body}
     ) as resp:

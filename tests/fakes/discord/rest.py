@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 
+from .openapi import Violation, refusal
 from .state import FakeChannel, FakeInteraction, FakeMessage, Json, MessageFlag, Perm
 from .validate import ApiError, check_message, error_leaf, invalid_form_body
 
@@ -185,6 +186,7 @@ class RestApi:
             request.method, template, request.path, shown, dict(request.query), body, files
         )
         self.fake.requests.append(record)
+        record.violations = self._check_openapi(request, body)
         try:
             fault = self.fake.faults.take(request.method, template, params)
             if fault is not None:
@@ -192,6 +194,8 @@ class RestApi:
                 return json_reply(fault.status, fault.body, fault.headers)
             if bot and request.headers.get("Authorization") != f"Bot {self.fake.token}":
                 raise ApiError(401, 0, "401: Unauthorized")
+            if record.violations:
+                raise refusal(record.violations)
             reply = await handler(Call(request, params, body, files, indexes, record))
         except ApiError as exc:
             record.status = exc.status
@@ -207,6 +211,17 @@ class RestApi:
         if reply.status == 204:
             return web.Response(status=204)
         return json_reply(reply.status, reply.body)
+
+    def _check_openapi(self, request: web.Request, body: Any) -> list[Violation]:
+        """Check against Discord's OpenAPI description; record what it refuses."""
+        if self.fake.openapi is None:
+            return []
+        ctype = request.content_type if request.body_exists else None
+        found = self.fake.openapi.check(request.method, request.path, request.query, body, ctype)
+        for violation in found:
+            log.warning("OpenAPI violation: %s", violation)
+        self.fake.openapi_violations.extend(found)
+        return found
 
     async def _parse_body(
         self, request: web.Request

@@ -11,7 +11,7 @@ import asyncio
 import mimetypes
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from aiohttp import web
 from .clock import FakeClock
 from .faults import Faults
 from .gateway import INTENT_GUILD_MESSAGES, Gateway, GatewaySession
+from .openapi import OpenApi, Violation
 from .rest import RestApi
 from .state import (
     ChannelType,
@@ -57,6 +58,7 @@ class RecordedRequest:
     body: Any
     files: list[tuple[str, bytes, str | None]]
     status: int = 0
+    violations: list[Violation] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -77,7 +79,9 @@ class InteractionType:
 class FakeDiscord:
     """A fake Discord (REST + gateway + CDN) for one guild, driven from the test's event loop."""
 
-    def __init__(self, *, token: str = FAKE_TOKEN, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, token: str = FAKE_TOKEN, host: str = "127.0.0.1", check_openapi: bool = True
+    ) -> None:
         self.token = token
         self.host = host
         self.clock = FakeClock()
@@ -86,6 +90,12 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.unknown_routes: list[str] = []
         self.internal_errors: list[str] = []
+        # Every REST request is checked against Discord's OpenAPI description; a violation is
+        # answered 400 50035 and recorded here, and the e2e fixture fails the test on it.
+        self.openapi: OpenApi | None = OpenApi.load() if check_openapi else None
+        self.openapi_violations: list[Violation] = []
+        # Set by a test that sends bodies Discord refuses on purpose (the fake's own tests).
+        self.expect_violations = False
         self.interactions: dict[str, FakeInteraction] = {}
         self.messages: dict[int, FakeMessage] = {}
         self.attachments: dict[int, FakeAttachment] = {}
