@@ -1,11 +1,18 @@
-"""Plain values shared by the core: edit parameters, sizes and money helpers."""
+"""Plain values shared by the core, the cogs and the CLI: the typed vocabulary (job states,
+origins, ledger kinds, limit scopes, usage periods, safety levels), edit parameters, jobs, the
+values submit takes and returns, and money helpers. Nothing here does I/O.
+
+Every ``StrEnum`` value equals the string stored in the database, so rows read back compare equal
+to the enum and the schema does not change.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
 
 MICROS_PER_USD = 1_000_000
 
@@ -20,9 +27,19 @@ PRESET_SIZES: dict[str, tuple[int, int]] = {
 }
 
 OutputFormat = Literal["jpeg", "png"]
-SafetyTolerance = Literal["1", "2", "3", "4", "5"]
 
-DEFAULT_SAFETY_TOLERANCE: SafetyTolerance = "2"
+
+class SafetyTolerance(StrEnum):
+    """fal's safety levels: "1" is the strictest, "5" the most permissive."""
+
+    STRICTEST = "1"
+    STRICT = "2"
+    MODERATE = "3"
+    PERMISSIVE = "4"
+    MOST_PERMISSIVE = "5"
+
+
+DEFAULT_SAFETY_TOLERANCE = SafetyTolerance.STRICT
 DEFAULT_GUIDANCE = 3.5
 DEFAULT_STEPS = 28
 MAX_IMAGES = 8
@@ -96,6 +113,7 @@ class EditParams:
     def from_json(cls, text: str) -> EditParams:
         data = json.loads(text)
         data["image_size"] = ImageSize(**data["image_size"])
+        data["safety_tolerance"] = SafetyTolerance(data["safety_tolerance"])
         return cls(**data)
 
 
@@ -115,7 +133,7 @@ def micros_from_usd(text: str | float | int | Decimal) -> int:
     return int(value)
 
 
-class JobState:
+class JobState(StrEnum):
     """The stored states of a job (DESIGN §3)."""
 
     QUEUED = "queued"
@@ -127,8 +145,63 @@ class JobState:
     CANCELLED = "cancelled"
     FAILED = "failed"
 
-    ACTIVE = frozenset({QUEUED, SUBMITTING, RUNNING})
-    FINAL = frozenset({DELIVERED, UNDELIVERABLE, CANCELLED, FAILED})
+    # Not members: set below, once the members exist.
+    ACTIVE: ClassVar[frozenset[JobState]]
+    FINAL: ClassVar[frozenset[JobState]]
+
+
+JobState.ACTIVE = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
+JobState.FINAL = frozenset(
+    {JobState.DELIVERED, JobState.UNDELIVERABLE, JobState.CANCELLED, JobState.FAILED}
+)
+
+
+class Origin(StrEnum):
+    """How a job came to be: what the member did."""
+
+    COMMAND = "command"  # /edit
+    CONTEXT_MENU = "context_menu"  # "Edit with FLUX" on a message
+    RERUN = "rerun"
+    REROLL = "reroll"
+    TWEAK = "tweak"
+    REMIX = "remix"
+
+
+class LedgerKind(StrEnum):
+    """The kinds of ledger row: money held for a job, let go, charged, given back."""
+
+    RESERVE = "reserve"
+    RELEASE = "release"
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class LimitScope(StrEnum):
+    """Whom a limit override applies to."""
+
+    USER = "user"
+    ROLE = "role"
+    GUILD = "guild"
+    GLOBAL = "global"
+
+
+class UsagePeriod(StrEnum):
+    """The windows usage reports cover (UTC)."""
+
+    TODAY = "today"
+    MONTH = "month"
+    LAST30 = "last30"
+    ALL = "all"
+
+
+class CancelOutcome(StrEnum):
+    """What a cancel request did."""
+
+    CANCELLED = "cancelled"  # was queued: ended at once, nothing charged
+    CANCELLING = "cancelling"  # at fal: asked to stop
+    FINISHED = "finished"  # had already ended
+    NOT_FOUND = "not_found"
+    NOT_ALLOWED = "not_allowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +219,12 @@ class Job:
     """A row of the jobs table."""
 
     id: int
-    state: str
+    state: JobState
     user_id: int
     guild_id: int | None
     channel_id: int | None
     role_ids: tuple[int, ...]
-    origin: str
+    origin: Origin
     parent_job_id: int | None
     endpoint: str
     params: EditParams
@@ -184,3 +257,53 @@ class Job:
     def delivery_key(self) -> str:
         """Stable per job, so a platform that deduplicates can drop a second post."""
         return f"flexbot-job-{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    """A normalised input already in the blob store."""
+
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    """Everything submit() needs; built by a cog or the CLI."""
+
+    params: EditParams
+    inputs: tuple[InputImage, ...]
+    requester: Requester
+    origin: Origin = Origin.COMMAND
+    parent_job_id: int | None = None
+    source_message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobTicket:
+    """What a member sees right after submitting."""
+
+    job_id: int
+    position: int
+    eta_seconds: float
+    estimate_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """The outcome of a cancel request, with the words for the member."""
+
+    job_id: int
+    outcome: CancelOutcome
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a job is: waiting in our queue, in fal's queue, or running with its latest logs."""
+
+    state: str  # a JobState while ours; "fal_queue" or "running" while at fal
+    queue_position: int | None = None  # ours while queued, fal's while in fal's queue
+    eta_seconds: float | None = None
+    logs: tuple[str, ...] = ()

@@ -23,7 +23,7 @@ GUIDANCE_RANGE = (1.5, 10.0)
 STEPS_RANGE = (2, 50)
 SEED_RANGE = (0, 2**63 - 1)
 SIDE_RANGE = (64, 8192)
-SAFETY_LEVELS: tuple[SafetyTolerance, ...] = ("1", "2", "3", "4", "5")
+SAFETY_LEVELS: tuple[SafetyTolerance, ...] = tuple(SafetyTolerance)
 FORMATS: tuple[OutputFormat, ...] = ("jpeg", "png")
 SIZE_CHOICES = ("auto", *PRESET_SIZES)
 _CUSTOM_SIZE = re.compile(r"^\s*(\d+)\s*[x\u00d7*]\s*(\d+)\s*$", re.IGNORECASE)
@@ -154,7 +154,7 @@ def parse_edit_params(
             raise InvalidParameter(
                 "safety_tolerance", safety_tolerance, "1 (strictest) to 5 (most permissive)"
             )
-        safety = level
+        safety = SafetyTolerance(level)
 
     return EditParams(
         prompt=text,

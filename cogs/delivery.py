@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import discord
 from PIL import Image
 
-from bot.engine.delivery import Progress, Undeliverable
-from bot.model import Job
+from bot.engine.delivery import Undeliverable
+from bot.model import Job, Progress
 from bot.permissions import missing_for_posting
 from cogs import render
 

@@ -11,11 +11,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.engine.engine import EditRequest, InputImage, JobTicket
 from bot.engine.quota import Refusal
 from bot.errors import UserError
 from bot.images import check_size
-from bot.model import MAX_IMAGES, EditParams, JobState
+from bot.model import MAX_IMAGES, EditParams, EditRequest, InputImage, JobState, JobTicket, Origin
 from bot.params import SIZE_CHOICES, parse_edit_params
 from cogs import render
 from cogs.errors import channel_is_nsfw, gate, report, requester_of
@@ -93,7 +92,7 @@ async def queue_edit(
     interaction: discord.Interaction[Any],
     attachments: Sequence[discord.Attachment],
     *,
-    origin: str = "command",
+    origin: Origin = Origin.COMMAND,
     source_message_id: int | None = None,
     **raw: Any,
 ) -> None:
@@ -151,7 +150,7 @@ class EditModal(discord.ui.Modal):
         await queue_edit(
             interaction,
             [*self.images, *extra],
-            origin="context_menu",
+            origin=Origin.CONTEXT_MENU,
             source_message_id=self.source.id,
             prompt=self.prompt.value,
         )

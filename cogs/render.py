@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.engine.delivery import Progress
-from bot.engine.engine import JobTicket
 from bot.engine.quota import Refusal, humanize_delta
-from bot.model import Job, JobState, usd
+from bot.model import Job, JobState, JobTicket, Progress, usd
 
 CONTENT_MAX = 2000
 DESCRIPTION_MAX = 4000

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
-from bot.model import Job
+from bot.model import Job, Origin
 from bot.params import parse_edit_params
 from cogs import render
 from cogs.delivery import fit_upload
@@ -40,7 +40,7 @@ async def rerun(
     interaction: discord.Interaction[Any],
     job_id: int,
     overrides: dict[str, Any] | None = None,
-    origin: str = "rerun",
+    origin: Origin = Origin.RERUN,
 ) -> None:
     """Queue a rerun for the clicker (their budget pays); the interaction is already deferred."""
     core = core_of(interaction)
@@ -93,7 +93,7 @@ class TweakModal(discord.ui.Modal):
             "num_inference_steps": p.num_inference_steps,
             "guidance_scale": p.guidance_scale,
         }
-        await rerun(interaction, self.job.id, overrides, origin="tweak")
+        await rerun(interaction, self.job.id, overrides, origin=Origin.TWEAK)
 
     async def on_error(  # type: ignore[override] # Modal's signature, typed as BaseView's
         self, interaction: discord.Interaction[Any], error: Exception, /
@@ -161,7 +161,7 @@ class FlexButton(
 
     async def _reroll(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await rerun(interaction, self.job_id, {"seed": random.randrange(2**32)}, "reroll")
+        await rerun(interaction, self.job_id, {"seed": random.randrange(2**32)}, Origin.REROLL)
 
     async def _tweak(self, interaction: discord.Interaction[Any]) -> None:
         await gate(interaction, queueing=True)
@@ -228,7 +228,7 @@ class Results(commands.Cog):
             overrides["prompt"] = parse_edit_params(
                 prompt=prompt, num_images=1, limits=limits
             ).prompt
-        await rerun(interaction, job, overrides, origin="rerun")
+        await rerun(interaction, job, overrides, origin=Origin.RERUN)
 
     @app_commands.command(name="show", description="Post a job's result here, with its buttons")
     @app_commands.describe(job="Job number")

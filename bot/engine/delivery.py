@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from bot.errors import FlexbotError
-from bot.model import Job
+from bot.model import Job, Progress
 
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Where a job is: waiting in our queue, in fal's queue, or running with its latest logs."""
-
-    state: str
-    queue_position: int | None = None  # ours while queued, fal's while in fal's queue
-    eta_seconds: float | None = None
-    logs: tuple[str, ...] = ()
+__all__ = ["Delivery", "Progress", "Undeliverable"]
 
 
 class Undeliverable(FlexbotError):

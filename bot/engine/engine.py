@@ -21,11 +21,11 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from bot.engine import quota
-from bot.engine.delivery import Delivery, Progress, Undeliverable
+from bot.engine.delivery import Delivery, Undeliverable
 from bot.engine.quota import Refusal
 from bot.engine.scheduler import FairScheduler
 from bot.errors import UserError
@@ -34,7 +34,20 @@ from bot.fal.errors import FalError
 from bot.images import image_size
 from bot.logs import bind
 from bot.metrics import Metrics
-from bot.model import EditParams, Job, JobState, Requester
+from bot.model import (
+    CancelOutcome,
+    CancelResult,
+    EditParams,
+    EditRequest,
+    InputImage,
+    Job,
+    JobState,
+    JobTicket,
+    LedgerKind,
+    Origin,
+    Progress,
+    Requester,
+)
 from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import blob_rows
@@ -48,44 +61,6 @@ log = logging.getLogger(__name__)
 ACTIVE_FAL = (JobState.SUBMITTING, JobState.RUNNING)
 DELIVERY_ATTEMPTS = 5
 FAL_URL_TTL = 6 * 3600.0  # reuse a fal storage URL for reruns within this window
-
-
-@dataclass(frozen=True, slots=True)
-class InputImage:
-    """A normalised input already in the blob store."""
-
-    sha256: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True, slots=True)
-class EditRequest:
-    """Everything submit() needs; built by a cog or the CLI."""
-
-    params: EditParams
-    inputs: tuple[InputImage, ...]
-    requester: Requester
-    origin: str = "command"
-    parent_job_id: int | None = None
-    source_message_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobTicket:
-    """What a member sees right after submitting."""
-
-    job_id: int
-    position: int
-    eta_seconds: float
-    estimate_micros: int
-
-
-@dataclass(frozen=True, slots=True)
-class CancelResult:
-    job_id: int
-    outcome: str  # cancelled | cancelling | finished | not_found | not_allowed
-    message: str
 
 
 class Engine:
@@ -315,11 +290,11 @@ class Engine:
         """Cancel a job: at once when queued, at fal when running; finished work is kept."""
         job = await jobs_repo.get_job(self.db.conn, job_id)
         if job is None:
-            return CancelResult(job_id, "not_found", f"There is no job #{job_id}.")
+            return CancelResult(job_id, CancelOutcome.NOT_FOUND, f"There is no job #{job_id}.")
         if job.user_id != caller_id and not moderator:
             return CancelResult(
                 job_id,
-                "not_allowed",
+                CancelOutcome.NOT_ALLOWED,
                 "Only the member who asked for it or a moderator can cancel this job.",
             )
         if job.state == JobState.QUEUED:
@@ -339,7 +314,9 @@ class Engine:
                 await self.notify_changed(JobState.CANCELLED)
                 log.info("job=%s cancelled while queued by %s", job_id, caller_id)
                 return CancelResult(
-                    job_id, "cancelled", f"Job #{job_id} cancelled; nothing was charged."
+                    job_id,
+                    CancelOutcome.CANCELLED,
+                    f"Job #{job_id} cancelled; nothing was charged.",
                 )
             job = await jobs_repo.get_job(self.db.conn, job_id) or job
         if job.state in ACTIVE_FAL:
@@ -349,11 +326,13 @@ class Engine:
             log.info("job=%s cancel requested by %s", job_id, caller_id)
             return CancelResult(
                 job_id,
-                "cancelling",
+                CancelOutcome.CANCELLING,
                 f"Cancelling job #{job_id} at fal. If it "
                 "had already finished, you will still get (and pay for) it.",
             )
-        return CancelResult(job_id, "finished", f"Job #{job_id} has already ended ({job.state}).")
+        return CancelResult(
+            job_id, CancelOutcome.FINISHED, f"Job #{job_id} has already ended ({job.state})."
+        )
 
     # -- rerun / remix -------------------------------------------------------------------------
 
@@ -395,7 +374,7 @@ class Engine:
         requester: Requester,
         overrides: dict[str, Any] | None = None,
         *,
-        origin: str = "rerun",
+        origin: Origin = Origin.RERUN,
     ) -> JobTicket | Refusal:
         """Run a job again with its stored parameters and inputs (same seed unless overridden)."""
         job = await self._source(job_id, requester)
@@ -417,7 +396,7 @@ class Engine:
         inputs = await self._inputs_of([job.output_hash], job_id)
         params = replace(job.params, prompt=prompt, seed=None, **overrides)
         return await self.submit(
-            EditRequest(params, inputs, requester, origin="remix", parent_job_id=job_id)
+            EditRequest(params, inputs, requester, origin=Origin.REMIX, parent_job_id=job_id)
         )
 
     async def notify_changed(self, final_state: str | None = None) -> None:
@@ -493,7 +472,7 @@ class Engine:
         held = current.held_micros if current else 0
         if held:
             await jobs_repo.add_ledger(
-                conn, job.id, "release", held, job.user_id, job.guild_id, self.clock()
+                conn, job.id, LedgerKind.RELEASE, held, job.user_id, job.guild_id, self.clock()
             )
 
     async def fail(self, job: Job, from_states: Sequence[str], reason: str) -> bool:
@@ -774,7 +753,7 @@ class _JobRun:
             if won:
                 await e._release(conn, job)
                 await jobs_repo.add_ledger(
-                    conn, job.id, "charge", cost, job.user_id, job.guild_id, now
+                    conn, job.id, LedgerKind.CHARGE, cost, job.user_id, job.guild_id, now
                 )
         if not won:
             return None

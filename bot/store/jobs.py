@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.model import EditParams, Job
+from bot.model import EditParams, Job, JobState, LedgerKind, Origin
 from bot.store.db import fetch_all
 
 _COLUMNS = (
@@ -41,18 +41,17 @@ _UPDATABLE = frozenset(
         "cancel_requested",
     }
 )
-LEDGER_KINDS = ("reserve", "release", "charge", "refund")
 
 
 def _job(row: aiosqlite.Row) -> Job:
     return Job(
         id=row["id"],
-        state=row["state"],
+        state=JobState(row["state"]),
         user_id=row["user_id"],
         guild_id=row["guild_id"],
         channel_id=row["channel_id"],
         role_ids=tuple(json.loads(row["role_ids"])),
-        origin=row["origin"],
+        origin=Origin(row["origin"]),
         parent_job_id=row["parent_job_id"],
         endpoint=row["endpoint"],
         params=EditParams.from_json(row["params"]),
@@ -87,7 +86,7 @@ class NewJob:
     guild_id: int | None
     channel_id: int | None
     role_ids: tuple[int, ...]
-    origin: str
+    origin: Origin
     parent_job_id: int | None
     endpoint: str
     params: EditParams
@@ -122,21 +121,23 @@ async def insert_job(conn: aiosqlite.Connection, new: NewJob, now: float) -> int
     )
     job_id = cur.lastrowid
     assert job_id is not None
-    await add_ledger(conn, job_id, "reserve", new.estimate_micros, new.user_id, new.guild_id, now)
+    await add_ledger(
+        conn, job_id, LedgerKind.RESERVE, new.estimate_micros, new.user_id, new.guild_id, now
+    )
     return job_id
 
 
 async def add_ledger(
     conn: aiosqlite.Connection,
     job_id: int,
-    kind: str,
+    kind: LedgerKind,
     amount: int,
     user_id: int,
     guild_id: int | None,
     now: float,
 ) -> None:
     """Append one ledger row and move the job's held/charged columns with it."""
-    if kind not in LEDGER_KINDS or amount < 0:
+    if kind not in LedgerKind or amount < 0:
         raise ValueError(f"bad ledger row {kind} {amount}")
     await conn.execute(
         "INSERT INTO ledger (job_id, kind, amount_micros, user_id, guild_id, created_at)"
@@ -144,12 +145,12 @@ async def add_ledger(
         (job_id, kind, amount, user_id, guild_id, now),
     )
     column, sign = {
-        "reserve": ("held_micros", 1),
-        "release": ("held_micros", -1),
-        "charge": ("charged_micros", 1),
-        "refund": ("charged_micros", -1),
+        LedgerKind.RESERVE: ("held_micros", 1),
+        LedgerKind.RELEASE: ("held_micros", -1),
+        LedgerKind.CHARGE: ("charged_micros", 1),
+        LedgerKind.REFUND: ("charged_micros", -1),
     }[kind]
-    if kind != "reserve":  # insert_job already set held_micros with the reserve
+    if kind != LedgerKind.RESERVE:  # insert_job already set held_micros with the reserve
         await conn.execute(
             f"UPDATE jobs SET {column} = {column} + ? WHERE id = ?", (sign * amount, job_id)
         )
@@ -270,7 +271,7 @@ async def recent_durations(conn: aiosqlite.Connection, limit: int = 20) -> list[
 
 async def ledger_for(conn: aiosqlite.Connection, job_id: int) -> dict[str, int]:
     """Sum of each ledger kind for one job."""
-    totals = dict.fromkeys(LEDGER_KINDS, 0)
+    totals: dict[str, int] = dict.fromkeys(LedgerKind, 0)
     rows = await fetch_all(
         conn,
         "SELECT kind, SUM(amount_micros) FROM ledger WHERE job_id = ? GROUP BY kind",

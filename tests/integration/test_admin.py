@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from bot.admin import Admin, SafetyPolicy, parse_limit_value, parse_money
-from bot.engine.engine import JobTicket
 from bot.engine.quota import Refusal
 from bot.errors import UserError
 from bot.fal.fake import FakeFal
-from bot.model import Requester
+from bot.model import JobTicket, Requester
 from bot.store import policy as policy_repo
 from tests.support.engine_kit import engine_kit
 

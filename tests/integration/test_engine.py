@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine.engine import JobTicket
 from bot.engine.quota import Refusal
 from bot.fal.fake import FakeFal
-from bot.model import ImageSize, JobState, Requester
+from bot.model import ImageSize, JobState, JobTicket, Requester
 from bot.store import jobs as jobs_repo
 from bot.store import limits as limits_repo
 from tests.support.engine_kit import Kit, engine_kit

@@ -44,9 +44,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bot.engine import quota
-from bot.engine.engine import EditRequest, InputImage, JobTicket
 from bot.fal.fake import FakeFal
-from bot.model import EditParams, ImageSize, JobState, Requester
+from bot.model import EditParams, EditRequest, ImageSize, InputImage, JobState, JobTicket, Requester
 from tests.support.engine_kit import Kit, RecordingDelivery, engine_kit, png
 
 UNIT = 4096  # pixels in one billed "megapixel" for this test

@@ -12,9 +12,8 @@ import pytest
 
 from bot.admin import Admin
 from bot.engine import usage
-from bot.engine.engine import JobTicket
 from bot.fal.fake import FakeFal
-from bot.model import MICROS_PER_USD, JobState, Requester
+from bot.model import MICROS_PER_USD, JobState, JobTicket, Requester
 from bot.store.db import Database
 from tests.support.engine_kit import Kit, engine_kit
 

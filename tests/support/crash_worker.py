@@ -25,10 +25,10 @@ from typing import Any
 
 from PIL import Image
 
-from bot.engine.engine import EditRequest, Engine, InputImage, JobTicket
+from bot.engine.engine import Engine
 from bot.fal.client import FalClient
 from bot.fal.fake import BLOCKED_WORD
-from bot.model import EditParams, JobState, Requester
+from bot.model import EditParams, EditRequest, InputImage, JobState, JobTicket, Requester
 from bot.secret import Secret
 from bot.settings import Settings
 from bot.store.blobs import BlobStore

@@ -12,11 +12,11 @@ from typing import Any
 
 from PIL import Image
 
-from bot.engine.delivery import Progress, Undeliverable
-from bot.engine.engine import EditRequest, Engine, InputImage, JobTicket
+from bot.engine.delivery import Undeliverable
+from bot.engine.engine import Engine
 from bot.engine.quota import Refusal
 from bot.fal.client import FalClient
-from bot.model import EditParams, Job, Requester
+from bot.model import EditParams, EditRequest, InputImage, Job, JobTicket, Progress, Requester
 from bot.secret import Secret
 from bot.settings import Settings, load_settings
 from bot.store.blobs import BlobStore

@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot.engine.delivery import Progress
-from bot.model import Job
+from bot.model import Job, Progress
 
 MESSAGE_ID_BASE = 1_000_000
 

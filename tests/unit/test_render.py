@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from bot.engine.delivery import Progress
-from bot.engine.engine import JobTicket
 from bot.engine.quota import Refusal
-from bot.model import EditParams, ImageSize, Job, JobState
+from bot.model import EditParams, ImageSize, Job, JobState, JobTicket, Progress
 from cogs import render
 
 PARAMS = EditParams(
