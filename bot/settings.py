@@ -7,6 +7,7 @@ come from one table. :func:`load_settings` records where each value came from.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 import types
@@ -25,6 +26,33 @@ ENV_PREFIX = "FLEXBOT_"
 SECRET_NAMES = ("DISCORD_TOKEN", "FAL_KEY")
 DEFAULT_CONFIG_PATH = Path("config/flexbot.toml")
 UNLIMITED = "unlimited"
+# A key whose name holds one of these is treated as a secret: its value is never echoed.
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+_EXAMPLE = "config/flexbot.example.toml"
+
+
+class _NotShown:
+    """Stands in for a value an error must not echo (a secret, or anything under an unknown key)."""
+
+    def __repr__(self) -> str:
+        return "(not shown)"
+
+
+NOT_SHOWN: Any = _NotShown()
+
+
+def _secret_like(key: str) -> bool:
+    return any(word in key.upper() for word in _SECRET_WORDS)
+
+
+def _echo(key: str, raw: Any) -> Any:
+    """What an error may say about ``raw``: the value itself only under a known, plain key.
+
+    Even ``secrets_file`` (a path) is hidden: a token pasted into the wrong variable must not come
+    back out in the error that says so.
+    """
+    known = any(f.name == key for f in setting_fields())
+    return raw if known and not _secret_like(key) else NOT_SHOWN
 
 
 def _opt(
@@ -36,8 +64,19 @@ def _opt(
     choices: tuple[str, ...] | None = None,
     money: bool = False,
     section: str = "general",
+    admin_visible: bool = False,
 ) -> Any:
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "money": money, "section": section}
+    meta = {
+        "doc": doc,
+        "lo": lo,
+        "hi": hi,
+        "choices": choices,
+        "money": money,
+        "section": section,
+        # Shown to every server's admins in /flexadmin settings. Off by default so a new setting
+        # (a URL, a path, a host) stays the operator's until someone decides otherwise.
+        "admin_visible": admin_visible,
+    }
     if isinstance(default, list | tuple):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -106,21 +145,29 @@ class Settings:
         "Dollars per megapixel, on each input and the output.",
         money=True,
         section="pricing",
+        admin_visible=True,
     )
     megapixel_pixels: int = _opt(
-        1024 * 1024, "Pixels in one billed megapixel.", lo=1, section="pricing"
+        1024 * 1024, "Pixels in one billed megapixel.", lo=1, section="pricing", admin_visible=True
     )
 
     # images
-    max_prompt_chars: int = _opt(2000, "Longest prompt accepted.", lo=1, hi=20000, section="images")
+    max_prompt_chars: int = _opt(
+        2000, "Longest prompt accepted.", lo=1, hi=20000, section="images", admin_visible=True
+    )
     max_input_bytes: int = _opt(
-        25 * 1024 * 1024, "Largest attachment accepted, in bytes.", lo=1024, section="images"
+        25 * 1024 * 1024,
+        "Largest attachment accepted, in bytes.",
+        lo=1024,
+        section="images",
+        admin_visible=True,
     )
     max_input_pixels: int = _opt(
         64_000_000,
         "Largest input in pixels, checked before decoding (decompression-bomb guard).",
         lo=1,
         section="images",
+        admin_visible=True,
     )
     max_input_megapixels: float = _opt(
         1.0,
@@ -128,12 +175,22 @@ class Settings:
         lo=0.05,
         hi=16,
         section="images",
+        admin_visible=True,
     )
     max_output_megapixels: float = _opt(
-        4.0, "Largest output size a member may ask for.", lo=0.05, hi=16, section="images"
+        4.0,
+        "Largest output size a member may ask for.",
+        lo=0.05,
+        hi=16,
+        section="images",
+        admin_visible=True,
     )
     max_output_bytes: int = _opt(
-        64 * 1024 * 1024, "Largest fal output downloaded, in bytes.", lo=1024, section="images"
+        64 * 1024 * 1024,
+        "Largest fal output downloaded, in bytes.",
+        lo=1024,
+        section="images",
+        admin_visible=True,
     )
     image_workers: int = _opt(
         2, "Threads that decode and resize images.", lo=1, hi=32, section="images"
@@ -141,19 +198,43 @@ class Settings:
 
     # budgets (money in dollars in the file; "unlimited" switches a cap off)
     user_daily_cap: int | None = _opt(
-        "1.00", "Spend cap per member per UTC day.", money=True, section="budgets"
+        "1.00",
+        "Spend cap per member per UTC day; a ceiling: a server's /flexadmin can lower it, "
+        "not raise it.",
+        money=True,
+        section="budgets",
+        admin_visible=True,
     )
     user_monthly_cap: int | None = _opt(
-        "10.00", "Spend cap per member per UTC month.", money=True, section="budgets"
+        "10.00",
+        "Spend cap per member per UTC month; a ceiling: a server's /flexadmin can lower it, "
+        "not raise it.",
+        money=True,
+        section="budgets",
+        admin_visible=True,
     )
     guild_monthly_cap: int | None = _opt(
-        "50.00", "Spend cap per server per UTC month.", money=True, section="budgets"
+        "50.00",
+        "Spend cap per server per UTC month; a ceiling: a server's /flexadmin can lower it, "
+        "not raise it.",
+        money=True,
+        section="budgets",
+        admin_visible=True,
     )
     global_monthly_cap: int | None = _opt(
         "100.00",
-        "Spend cap for the whole bot per UTC month (protects the owner's fal bill).",
+        "Spend cap for the whole bot per UTC month (protects the owner's fal bill); "
+        "no server's admins can change it.",
         money=True,
         section="budgets",
+    )
+    max_credit_grant: int = _opt(
+        "20.00",
+        "Most credit a server's admins may grant one member in one UTC month (the total of "
+        "their /flexadmin grants); a ceiling: a server can grant less, never more.",
+        money=True,
+        section="budgets",
+        admin_visible=True,
     )
 
     # queue
@@ -161,13 +242,31 @@ class Settings:
         4, "fal jobs running at once, bot-wide.", lo=1, hi=64, section="queue"
     )
     user_max_queued: int = _opt(
-        10, "Jobs one member may have waiting.", lo=1, hi=1000, section="queue"
+        10,
+        "Jobs one member may have waiting; a ceiling: a server's /flexadmin can lower it, "
+        "not raise it.",
+        lo=1,
+        hi=1000,
+        section="queue",
+        admin_visible=True,
     )
     user_max_running: int = _opt(
-        1, "Jobs one member may have running.", lo=1, hi=64, section="queue"
+        1,
+        "Jobs one member may have running; a ceiling: a server's /flexadmin can lower it, "
+        "not raise it.",
+        lo=1,
+        hi=64,
+        section="queue",
+        admin_visible=True,
     )
     user_cooldown_seconds: float = _opt(
-        0.0, "Minimum time between a member's submissions.", lo=0, hi=86400, section="queue"
+        0.0,
+        "Minimum time between a member's submissions; a floor: a server's /flexadmin can "
+        "lengthen it, not shorten it.",
+        lo=0,
+        hi=86400,
+        section="queue",
+        admin_visible=True,
     )
     progress_interval_seconds: float = _opt(
         3.0,
@@ -191,6 +290,7 @@ class Settings:
         "Images older than this are deleted (parameters and hashes stay).",
         lo=0,
         section="queue",
+        admin_visible=True,
     )
     shutdown_timeout_seconds: float = _opt(
         20.0, "How long shutdown waits for in-flight work.", lo=0, hi=600, section="queue"
@@ -211,20 +311,45 @@ class Settings:
         return self.data_dir / "blobs"
 
     def describe(self) -> list[tuple[str, str, str]]:
-        """(key, shown value, source) for every setting; secrets shown only as set/unset."""
+        """(key, shown value, source) for every setting; secrets shown only as set/unset.
+
+        For the bot's operator (``flexbot doctor``); a server's admins get
+        :meth:`describe_for_admins`.
+        """
         rows = []
         for f in fields(self):
             if f.metadata.get("internal"):
                 continue
-            value = getattr(self, f.name)
-            if f.metadata.get("secret"):
-                shown = "set" if value else "not set"
-            elif f.metadata.get("money"):
-                shown = UNLIMITED if value is None else usd(value)
-            else:
-                shown = str(value)
+            shown = _show(f, getattr(self, f.name))
             rows.append((f.name, shown, self.sources.get(f.name, "default")))
         return rows
+
+    def describe_for_admins(self) -> list[tuple[str, str, str]]:
+        """(key, shown value, source) of the settings a server's admins may see.
+
+        Only the fields marked ``admin_visible`` (limits, pricing, image bounds): never secrets,
+        paths, URLs, hosts or other servers' ids. The source says only default, config file or
+        environment, because the operator's file path is not the admins' business either.
+        """
+        rows = []
+        for f in setting_fields():
+            if not f.metadata["admin_visible"]:
+                continue
+            source = self.sources.get(f.name, "default")
+            if source.startswith(ENV_PREFIX):
+                source = "environment"
+            elif source != "default":
+                source = "config file"
+            rows.append((f.name, _show(f, getattr(self, f.name)), source))
+        return rows
+
+
+def _show(f: Any, value: Any) -> str:
+    if f.metadata.get("secret"):
+        return "set" if value else "not set"
+    if f.metadata.get("money"):
+        return UNLIMITED if value is None else usd(value)
+    return str(value)
 
 
 def setting_fields() -> list[Any]:
@@ -271,7 +396,7 @@ def _convert(f: Any, raw: Any, source: str, from_env: bool) -> Any:
     meta = f.metadata
 
     def bad() -> ConfigError:
-        return ConfigError(f.name, source, raw, _allowed(f, kind))
+        return ConfigError(f.name, source, _echo(f.name, raw), _allowed(f, kind))
 
     if meta.get("money"):
         if optional and isinstance(raw, str) and raw.strip().lower() == UNLIMITED:
@@ -341,26 +466,74 @@ def _convert(f: Any, raw: Any, source: str, from_env: bool) -> Any:
 
 
 def _read_toml(path: Path, key: str, source: str) -> dict[str, Any]:
+    shown = _echo(key, str(path))
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(key, source, str(path), "an existing file") from None
+        raise ConfigError(key, source, shown, "an existing file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(key, source, str(path), f"valid TOML ({exc})") from None
+        # tomllib's message gives line and column, never the text, so it is safe to repeat.
+        raise ConfigError(key, source, shown, f"valid TOML ({exc})") from None
     except OSError as exc:
-        raise ConfigError(key, source, str(path), f"a readable file ({exc.strerror})") from None
+        raise ConfigError(key, source, shown, f"a readable file ({exc.strerror})") from None
 
 
-def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Accept both flat keys and [section] tables in the config file."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(value)
+def _unknown(key: str, source: str, known: Mapping[str, Any]) -> ConfigError:
+    """An unknown key, or a secret where secrets do not belong; the value is never repeated."""
+    if key.upper() in SECRET_NAMES:
+        if source.startswith(ENV_PREFIX):
+            allowed = f"nothing: {source} is not a setting; secrets go in {key.upper()} "
         else:
-            flat[key] = value
-    return flat
+            allowed = f"nothing: secrets never go in the config file; they go in {key.upper()} "
+        allowed += "(environment) or secrets_file"
+    elif _secret_like(key):
+        allowed = (
+            "nothing: secrets never go here; DISCORD_TOKEN and FAL_KEY go in the environment "
+            "or secrets_file"
+        )
+    else:
+        allowed = f"a known setting (see {_EXAMPLE})"
+        close = difflib.get_close_matches(key, list(known), n=1)
+        if close:
+            allowed += f"; did you mean {close[0]}?"
+    return ConfigError(key, source, NOT_SHOWN, allowed)
+
+
+def _file_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The settings in a config file, each checked to sit in its own [section] table.
+
+    The example file is the format: a flat key, a key in another section or an unknown table
+    is refused like any bad value, so a setting never silently does nothing.
+    """
+    known = {f.name: f for f in setting_fields()}
+    sections = list(dict.fromkeys(f.metadata["section"] for f in known.values()))
+    found: dict[str, Any] = {}
+    for top, value in data.items():
+        if top in known:
+            home = known[top].metadata["section"]
+            raise ConfigError(
+                top, f"{path} (top level)", _echo(top, value), f"only inside its [{home}] table"
+            )
+        if top not in sections or not isinstance(value, dict):
+            if _secret_like(top):
+                raise _unknown(top, str(path), known)
+            raise ConfigError(
+                top,
+                str(path),
+                NOT_SHOWN,
+                "one of the tables " + ", ".join(f"[{name}]" for name in sections),
+            )
+        for key, raw in value.items():
+            if key not in known:
+                raise _unknown(key, f"{path} [{top}]", known)
+            home = known[key].metadata["section"]
+            if home != top:
+                raise ConfigError(
+                    key, f"{path} [{top}]", _echo(key, raw), f"only in [{home}], not [{top}]"
+                )
+            found[key] = raw
+    return found
 
 
 def load_settings(
@@ -387,23 +560,10 @@ def load_settings(
     else:
         path, path_source, must_exist = DEFAULT_CONFIG_PATH, "default", False
     if path is not None and (must_exist or path.exists()):
-        data = _flatten(_read_toml(path, "config", path_source))
+        data = _file_settings(_read_toml(path, "config", path_source), path)
         for key, raw in data.items():
-            source = f"{path}"
-            if key.upper() in SECRET_NAMES or key in ("discord_token", "fal_key"):
-                raise ConfigError(
-                    key,
-                    source,
-                    "***",
-                    "no secrets in the config file; set the "
-                    f"{key.upper()} environment variable or use secrets_file",
-                )
-            if key not in known:
-                raise ConfigError(
-                    key, source, raw, "a known setting (see config/flexbot.example.toml)"
-                )
-            values[key] = _convert(known[key], raw, source, from_env=False)
-            sources[key] = source
+            values[key] = _convert(known[key], raw, str(path), from_env=False)
+            sources[key] = str(path)
     else:
         path = None
 
@@ -412,7 +572,7 @@ def load_settings(
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key not in known:
-            raise ConfigError(key, name, raw, "a known setting (see config/flexbot.example.toml)")
+            raise _unknown(key, name, known)
         values[key] = _convert(known[key], raw, name, from_env=True)
         sources[key] = name
 
@@ -420,11 +580,19 @@ def load_settings(
     secrets_file: Path | None = values.get("secrets_file")
     if secrets_file is not None:
         data = _read_toml(secrets_file, "secrets_file", sources["secrets_file"])
-        for secret_name in SECRET_NAMES:
-            raw_secret = data.get(secret_name)
-            if isinstance(raw_secret, str) and raw_secret.strip():
+        for secret_name, raw_secret in data.items():
+            if secret_name not in SECRET_NAMES:
+                raise ConfigError(
+                    secret_name,
+                    "secrets_file",
+                    NOT_SHOWN,
+                    " or ".join(SECRET_NAMES) + " (upper case, no tables); nothing else",
+                )
+            if not isinstance(raw_secret, str):
+                raise ConfigError(secret_name, "secrets_file", NOT_SHOWN, "a quoted string")
+            if raw_secret.strip():
                 secrets[secret_name.lower()] = Secret(raw_secret.strip())
-                sources[secret_name.lower()] = str(secrets_file)
+                sources[secret_name.lower()] = "secrets_file"
     for secret_name in SECRET_NAMES:
         raw_secret = env.get(secret_name, "").strip()
         if raw_secret:
@@ -453,8 +621,9 @@ def render_example() -> str:
     """The text of config/flexbot.example.toml: every setting, commented, with its default."""
     lines = [
         "# Flexbot settings. Copy to config/flexbot.toml (or point FLEXBOT_CONFIG / --config at",
-        "# your copy) and uncomment what you change. Every key can also be set in the",
-        "# environment as FLEXBOT_<KEY> (upper case), which wins over this file.",
+        "# your copy) and uncomment what you change. Each key stays in its [section] table as",
+        "# below (a key outside it is refused). Every key can also be set in the environment",
+        "# as FLEXBOT_<KEY> (upper case, no section), which wins over this file.",
         "# Secrets never go here: DISCORD_TOKEN and FAL_KEY come from the environment or",
         "# from the file named by secrets_file.",
         '# Money is in US dollars; "unlimited" switches a cap off.',
