@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.errors import InvalidParameter
 from bot.model import (
@@ -18,6 +19,9 @@ from bot.model import (
     OutputFormat,
     SafetyTolerance,
 )
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 GUIDANCE_RANGE = (1.5, 10.0)
 STEPS_RANGE = (2, 50)
@@ -36,6 +40,14 @@ class ParamLimits:
     max_prompt_chars: int = 2000
     max_output_megapixels: float = 4.0
     megapixel_pixels: int = 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ParamLimits:
+        return cls(
+            max_prompt_chars=settings.max_prompt_chars,
+            max_output_megapixels=settings.max_output_megapixels,
+            megapixel_pixels=settings.megapixel_pixels,
+        )
 
 
 def clean_prompt(prompt: str | None, max_chars: int) -> str:
