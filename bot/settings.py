@@ -128,6 +128,12 @@ class Settings:
     fal_rest_url: str = _opt(
         "https://rest.fal.ai", "fal REST API base URL (storage uploads).", section="fal"
     )
+    fal_result_hosts: str = _opt(
+        "fal.media",
+        "Hosts fal's output images may be downloaded from (https only), comma-separated; each "
+        "also covers its subdomains, so fal.media allows v3.fal.media and v3b.fal.media.",
+        section="fal",
+    )
     fal_app_id: str = _opt("fal-ai/flux-2-flex/edit", "fal endpoint id.", section="fal")
     fal_http_timeout_seconds: float = _opt(
         30.0, "Timeout of one HTTP call to fal.", lo=1, hi=600, section="fal"

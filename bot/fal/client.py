@@ -19,6 +19,15 @@ job exists is then unknown, and the engine's "submitting" state handles that win
 
 The key is sent only as ``Authorization: Key ...`` to the queue and rest hosts, never to the
 storage or CDN hosts, and never appears in ``repr``, logs or error messages.
+
+Output downloads fetch a URL fal hands us, so they are fenced: https only, the host must be one
+of ``result_hosts`` (or a subdomain of one), every address it resolves to must be public, and
+redirects are followed by hand (at most ``MAX_REDIRECTS``) with each hop checked the same way.
+The address actually connected to is checked again before the body is read. The whole download,
+retries and redirects included, has one deadline, so a server trickling bytes cannot hold a
+worker past it. The single exception is ``insecure_local_origin``: the one
+``http://127.0.0.1:PORT`` origin of a fake fal run by the test or dry-run wiring; no setting
+maps to it, and it must be a loopback IP literal.
 """
 
 from __future__ import annotations
@@ -26,16 +35,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import random
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, cast
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import httpx
 import stamina
@@ -43,6 +54,8 @@ import stamina
 from bot.fal.errors import (
     FalAuthError,
     FalDownloadError,
+    FalDownloadRefusedError,
+    FalDownloadTimeoutError,
     FalError,
     FalTimeoutError,
     FalUnavailableError,
@@ -50,6 +63,9 @@ from bot.fal.errors import (
     error_from_status,
 )
 from bot.secret import Secret
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -59,6 +75,17 @@ USER_AGENT = "flexbot/0.1"
 APP_NAMESPACES = ("workflows", "comfy")
 _RETRY_AFTER_CAP = 30.0
 _TOKEN_MARGIN = 60.0
+
+#: Where fal serves outputs. fal's own runner toolkit uploads results to ``https://fal.media``
+#: and ``https://v3.fal.media`` (fal-ai/fal, projects/fal/src/fal/toolkit/file/providers/fal.py,
+#: ``_FAL_CDN``/``_FAL_CDN_V3``); the v3 storage token's ``base_url`` may name another
+#: subdomain, and live results are seen on ``v3b.fal.media``. fal's docs show result URLs on
+#: ``v3.fal.media`` (shared/reference/fal-queue-api.md §3). Each entry also allows its
+#: subdomains, so ``fal.media`` covers all of these.
+DEFAULT_RESULT_HOSTS = ("fal.media",)
+MAX_REDIRECTS = 3
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+_DEADLINE_PER_TIMEOUT = 4  # the whole download may take this many per-call timeouts
 
 QueueState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 CancelOutcome = Literal["CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "NOT_FOUND", "OK"]
@@ -251,7 +278,63 @@ def parse_result(body: object, request_id: str) -> EditResult:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or "?"
+    """``host[:port]`` of ``url``: never its user info, path or (signed) query."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "?"
+    return f"{host}:{port}" if port is not None else host
+
+
+def _origin(parts: SplitResult) -> str | None:
+    """``scheme://host:port`` with the default port spelled out; None if there is no host."""
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        return None
+    port = port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname.lower()
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}:{port}"
+
+
+def loopback_origin(url: str) -> str | None:
+    """The origin of ``url`` if its host is a loopback IP literal (a local fake), else None."""
+    parts = urlsplit(url)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return None
+    return _origin(parts) if address.is_loopback else None
+
+
+def _is_public(address: str) -> bool:
+    """Whether an IP may be downloaded from: not private, loopback, link-local, reserved, ..."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def parse_result_hosts(hosts: str | Sequence[str]) -> tuple[str, ...]:
+    """Host names from a list or a comma/space separated string, lower-cased, validated."""
+    items = hosts.replace(",", " ").split() if isinstance(hosts, str) else list(hosts)
+    parsed = []
+    for item in items:
+        host = item.strip().lower().removeprefix("*.").strip(".")
+        if not host or any(c in host for c in "/:@?#[] "):
+            raise ValueError(f"fal result host {item!r} is not a host name (like fal.media)")
+        parsed.append(host)
+    if not parsed:
+        raise ValueError("no fal result hosts: no output could ever be downloaded")
+    return tuple(parsed)
 
 
 def _path(url: str) -> str:
@@ -283,9 +366,31 @@ class FalClient:
         timeout: float = 30.0,
         max_attempts: int = 5,
         http: httpx.AsyncClient | None = None,
+        result_hosts: str | Sequence[str] = DEFAULT_RESULT_HOSTS,
+        download_deadline: float | None = None,
+        insecure_local_origin: str | None = None,
     ) -> None:
+        """``result_hosts``: hosts (and their subdomains) outputs may come from, over https.
+        ``download_deadline``: seconds for a whole download; default 4 x ``timeout``.
+        ``insecure_local_origin``: only for a fake fal on this machine (tests, dry runs): its
+        ``http://127.0.0.1:PORT`` origin, whose outputs are fetched without the https, host
+        and address checks. Anything but a loopback IP literal is a ValueError."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self._result_hosts = parse_result_hosts(result_hosts)
+        self._download_deadline = (
+            download_deadline if download_deadline is not None else _DEADLINE_PER_TIMEOUT * timeout
+        )
+        if self._download_deadline <= 0:
+            raise ValueError("download_deadline must be positive")
+        self._local_origin: str | None = None
+        if insecure_local_origin is not None:
+            self._local_origin = loopback_origin(insecure_local_origin)
+            if self._local_origin is None:
+                raise ValueError(
+                    "insecure_local_origin must be http(s)://<loopback IP>:port, the address of "
+                    "a fake fal on this machine"
+                )
         self._key = key
         self._queue_url = queue_url.rstrip("/")
         self._rest_url = rest_url.rstrip("/")
@@ -299,6 +404,28 @@ class FalClient:
         self._http = http or httpx.AsyncClient(timeout=self._timeout)
         self._token: _StorageToken | None = None
         self._token_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, key: Secret | None, *, fake_url: str | None = None
+    ) -> FalClient:
+        """The client for these settings; ``fake_url`` points both APIs at a local fake.
+
+        Outputs are trusted from the queue's own origin only when that origin is a loopback
+        IP literal: a fake fal (``fake_url``, or ``fal_queue_url`` in the end-to-end tests) or
+        a local proxy the operator chose. It already receives the key, so trusting its outputs
+        adds nothing; the production ``https://queue.fal.run`` never qualifies."""
+        queue_url = fake_url or settings.fal_queue_url
+        return cls(
+            key,
+            queue_url=queue_url,
+            rest_url=fake_url or settings.fal_rest_url,
+            app_id=settings.fal_app_id,
+            timeout=settings.fal_http_timeout_seconds,
+            max_attempts=settings.fal_max_attempts,
+            result_hosts=settings.fal_result_hosts,
+            insecure_local_origin=loopback_origin(queue_url),
+        )
 
     def __repr__(self) -> str:
         key = "set" if self._key else "missing"
@@ -506,49 +633,122 @@ class FalClient:
     # -- downloads ------------------------------------------------------------------------------
 
     async def download(self, url: str, max_bytes: int) -> bytes:
-        """Fetch an output (``http(s)`` or a ``data:`` URI), refusing more than ``max_bytes``."""
+        """Fetch an output (an https URL on a result host, or a ``data:`` URI).
+
+        Refuses more than ``max_bytes``, any other host or address (``FalDownloadRefusedError``)
+        and anything still running at the deadline (``FalDownloadTimeoutError``)."""
         if url.startswith("data:"):
             return self._decode_data_uri(url, max_bytes)
-        return await self._retrying(lambda: self._download_once(url, max_bytes))
+        try:
+            async with asyncio.timeout(self._download_deadline) as deadline:
+                return await self._retrying(lambda: self._download_once(url, max_bytes))
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            log.warning("fal download from %s passed its deadline", _host(url))
+            raise FalDownloadTimeoutError(
+                f"download from {_host(url)} did not finish within {self._download_deadline:g}s",
+                error_type="download_deadline",
+                retryable=True,
+            ) from exc
 
     async def _download_once(self, url: str, max_bytes: int) -> bytes:
         # Outputs live on public CDN hosts: no Authorization header, whoever the host is.
         headers = {"User-Agent": USER_AGENT}
-        try:
-            async with self._http.stream(
-                "GET", url, headers=headers, timeout=self._timeout, follow_redirects=True
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    error = self._error(response, None)
-                    download_error = FalDownloadError(
-                        f"download from {_host(url)} failed: {error.message}",
-                        status=error.status,
-                        error_type=error.error_type,
-                        retryable=error.retryable,
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            local = await self._check_result_url(current)
+            try:
+                async with self._http.stream(
+                    "GET", current, headers=headers, timeout=self._timeout, follow_redirects=False
+                ) as response:
+                    if not local:
+                        self._check_peer(response, current)
+                    location = response.headers.get("location")
+                    if response.status_code in _REDIRECT_CODES and location:
+                        current = urljoin(current, location)
+                        continue
+                    return await self._read_output(response, current, max_bytes)
+            except httpx.TimeoutException as exc:
+                raise _Transient(
+                    FalDownloadError(f"download from {_host(current)} timed out", retryable=True)
+                ) from exc
+            except httpx.TransportError as exc:
+                raise _Transient(
+                    FalDownloadError(
+                        f"download from {_host(current)} failed: {type(exc).__name__}",
+                        retryable=True,
                     )
-                    if response.status_code in (408, 429) or response.status_code >= 500:
-                        raise _Transient(download_error, _retry_after(response))
-                    raise download_error
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > max_bytes:
-                    raise self._too_large(url, int(length), max_bytes)
-                buffer = bytearray()
-                async for chunk in response.aiter_bytes():
-                    buffer += chunk
-                    if len(buffer) > max_bytes:
-                        raise self._too_large(url, len(buffer), max_bytes)
-                return bytes(buffer)
-        except httpx.TimeoutException as exc:
+                ) from exc
+        raise FalDownloadRefusedError(
+            f"download from {_host(url)} redirected more than {MAX_REDIRECTS} times",
+            error_type="too_many_redirects",
+        )
+
+    async def _check_result_url(self, url: str) -> bool:
+        """Refuse ``url`` unless it is https on a result host resolving only to public
+        addresses; True when it is the fake's ``insecure_local_origin`` instead."""
+        parts = urlsplit(url)
+        origin = _origin(parts)
+        if origin is not None and origin == self._local_origin:
+            return True
+        host = (parts.hostname or "").rstrip(".")
+        if parts.scheme != "https" or origin is None:
+            raise self._refused(url, "is not an https URL")
+        if not any(host == h or host.endswith("." + h) for h in self._result_hosts):
+            raise self._refused(url, "is not one of fal_result_hosts")
+        port = parts.port or 443
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except socket.gaierror as exc:
             raise _Transient(
-                FalDownloadError(f"download from {_host(url)} timed out", retryable=True)
+                FalDownloadError(f"could not resolve {_host(url)}", retryable=True)
             ) from exc
-        except httpx.TransportError as exc:
-            raise _Transient(
-                FalDownloadError(
-                    f"download from {_host(url)} failed: {type(exc).__name__}", retryable=True
-                )
-            ) from exc
+        addresses = {str(info[4][0]) for info in infos}
+        if not addresses or not all(_is_public(a) for a in addresses):
+            raise self._refused(url, "resolves to a private, loopback or link-local address")
+        return False
+
+    def _check_peer(self, response: httpx.Response, url: str) -> None:
+        """Refuse if the address actually connected to is not public (a DNS answer that
+        changed between our lookup and the connection); checked before any body is read."""
+        stream = response.extensions.get("network_stream")
+        peer = stream.get_extra_info("server_addr") if stream is not None else None
+        if isinstance(peer, tuple) and peer and not _is_public(str(peer[0])):
+            raise self._refused(url, "connected to a private, loopback or link-local address")
+
+    @staticmethod
+    def _refused(url: str, why: str) -> FalDownloadRefusedError:
+        log.warning("refused fal output from %s: %s", _host(url), why)
+        return FalDownloadRefusedError(
+            f"refused to download from {_host(url)}: it {why}", error_type="download_refused"
+        )
+
+    async def _read_output(self, response: httpx.Response, url: str, max_bytes: int) -> bytes:
+        if not response.is_success:
+            await response.aread()
+            error = self._error(response, None)
+            # Only the status: a CDN's error body may quote the signed URL it refused.
+            download_error = FalDownloadError(
+                f"download from {_host(url)} failed: HTTP {response.status_code}",
+                status=error.status,
+                error_type=error.error_type,
+                retryable=error.retryable,
+            )
+            if response.status_code in (408, 429) or response.status_code >= 500:
+                raise _Transient(download_error, _retry_after(response))
+            raise download_error
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            raise self._too_large(url, int(length), max_bytes)
+        buffer = bytearray()
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            if len(buffer) > max_bytes:
+                raise self._too_large(url, len(buffer), max_bytes)
+        return bytes(buffer)
 
     @staticmethod
     def _too_large(url: str, size: int, max_bytes: int) -> FalDownloadError:

@@ -9,6 +9,8 @@
         ├── FalUnavailableError    429, 5xx or connection errors, after the retries ran out
         ├── FalCancelledError      the request was cancelled (``client_cancelled``)
         └── FalDownloadError       an output could not be fetched (too big, gone, unreadable)
+            ├── FalDownloadRefusedError  its URL (or a redirect) leads off fal's CDN hosts
+            └── FalDownloadTimeoutError  the whole download outlived its deadline
 
 Every message is redacted by the client before it reaches these classes: nothing here ever
 holds the fal key. ``user_message`` is one sentence a Discord member can act on.
@@ -199,6 +201,28 @@ class FalDownloadError(FalError):
     @property
     def user_message(self) -> str:
         return "The finished image could not be downloaded from fal.ai; try again."
+
+
+class FalDownloadRefusedError(FalDownloadError):
+    """An output URL, or a redirect on the way, is not on an allowed fal host over https.
+
+    Nothing was fetched from the refused address. The message names the host, never the path
+    or query (fal's signed URLs carry their signature there)."""
+
+    @property
+    def user_message(self) -> str:
+        return (
+            "fal.ai offered the finished image from an address Flexbot does not download from; "
+            "ask the bot owner to check fal_result_hosts."
+        )
+
+
+class FalDownloadTimeoutError(FalDownloadError):
+    """The download, redirects and retries included, did not finish within its deadline."""
+
+    @property
+    def user_message(self) -> str:
+        return "The finished image took too long to download from fal.ai; try again."
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

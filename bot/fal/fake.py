@@ -49,7 +49,11 @@ Fault routes: ``submit``, ``status``, ``stream``, ``result``, ``cancel``, ``toke
 ``"401"``, ``"403"``, ``"422"``, ``"429"`` (option ``retry_after``), ``"500"``, ``"502"``,
 ``"503"``, ``"504"`` (option ``error_type`` makes it look like the request's own outcome rather
 than the gateway's), ``"timeout"`` (hang for ``seconds``, default an hour; on ``submit`` with
-``after=True`` the job is created first, i.e. the response is lost). Outcome faults apply to the
+``after=True`` the job is created first, i.e. the response is lost), ``"redirect"`` (answer
+``status``, default 302, with ``Location: <location>``: e.g. a redirect to a private address)
+and, on ``files`` only, ``"trickle"`` (a 200 that sends one byte every ``interval`` seconds,
+default 0.05, for ``seconds``, default an hour: a download that never finishes but never goes
+quiet long enough for a read timeout). Outcome faults apply to the
 next submitted job(s), whatever route is named: ``"content_policy"``, ``"validation"`` (options
 ``loc``, ``msg``, ``type``, ``ctx``) and ``"completed_with_error"`` (options ``error_type``,
 default ``request_timeout``, and ``detail``): the status reports ``COMPLETED`` with ``error``
@@ -97,7 +101,9 @@ ERRORS_URL = "https://docs.fal.ai/errors"
 ROUTES = frozenset(
     {"submit", "status", "stream", "result", "cancel", "token", "upload", "files", "*"}
 )
-HTTP_FAULTS = frozenset({"401", "403", "422", "429", "500", "502", "503", "504", "timeout"})
+HTTP_FAULTS = frozenset(
+    {"401", "403", "422", "429", "500", "502", "503", "504", "timeout", "redirect", "trickle"}
+)
 JOB_FAULTS = frozenset({"content_policy", "validation", "completed_with_error"})
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 _CONFIG_FIELDS = ("latency", "queue_delay", "processing_time", "concurrency", "validate_on_submit")
@@ -127,6 +133,10 @@ class Faults:
             raise ValueError(f"unknown fault {kind!r}; known: {sorted(HTTP_FAULTS | JOB_FAULTS)}")
         elif route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; known: {sorted(ROUTES)}")
+        elif kind == "trickle" and route != "files":
+            raise ValueError("the trickle fault only applies to the files route")
+        if kind == "redirect" and not isinstance(options.get("location"), str):
+            raise ValueError("the redirect fault needs a location")
         if times == 0 or times < -1:
             raise ValueError("times must be positive, or -1 for forever")
         self.pending.append(Fault(route, kind, times, dict(options)))
@@ -667,6 +677,12 @@ class FakeFal:
         if fault is None:
             return None
         kind, opts = fault.kind, fault.options
+        if kind == "trickle":
+            return fault
+        if kind == "redirect":
+            return web.Response(
+                status=int(opts.get("status", 302)), headers={"Location": str(opts["location"])}
+            )
         if kind == "timeout":
             if route == "submit" and opts.get("after"):
                 return fault
@@ -774,13 +790,30 @@ class FakeFal:
         return name
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("files")) is not None:
+        answer = await self._apply_fault("files")
+        if isinstance(answer, Fault):
+            return await self._trickle(request, answer)
+        if answer is not None:
             return answer
         stored = self.files.get(request.match_info["name"])
         if stored is None:
             return self._json(404, {"detail": "File not found"})
         data, content_type = stored
         return web.Response(body=data, content_type=content_type)
+
+    async def _trickle(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        """One byte every ``interval`` seconds until ``seconds`` pass or the client leaves."""
+        assert self._closing is not None
+        interval = float(fault.options.get("interval", 0.05))
+        until = time.monotonic() + float(fault.options.get("seconds", 3600))
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            while not self._closing.is_set() and time.monotonic() < until:
+                await response.write(b"\xff")
+                await self._hang(interval)
+            await response.write_eof()
+        return response
 
     def _fetch_input(self, url: str) -> bytes | None:
         """An input's bytes, only from this server or a data URI: never the network."""

@@ -38,6 +38,7 @@ async def fal_client(fake_fal: FakeFal, instant_retries: None) -> AsyncIterator[
         rest_url=fake_fal.url,
         timeout=5.0,
         max_attempts=3,
+        insecure_local_origin=fake_fal.url,
     ) as client:
         yield client
 

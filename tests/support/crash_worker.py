@@ -215,6 +215,7 @@ async def run(args: argparse.Namespace) -> int:
         app_id=settings.fal_app_id,
         timeout=settings.fal_http_timeout_seconds,
         max_attempts=settings.fal_max_attempts,
+        insecure_local_origin=args.fal_url,
     )
     engine = Engine(
         db=db,

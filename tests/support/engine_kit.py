@@ -128,7 +128,12 @@ async def engine_kit(
     db = await Database.open(settings.database_path)
     delivery = RecordingDelivery()
     fal = FalClient(
-        Secret("test-key"), queue_url=fal_url, rest_url=fal_url, timeout=5.0, max_attempts=3
+        Secret("test-key"),
+        queue_url=fal_url,
+        rest_url=fal_url,
+        timeout=5.0,
+        max_attempts=3,
+        insecure_local_origin=fal_url,
     )
     engine = Engine(
         db=db, blobs=BlobStore(settings.blob_dir), fal=fal, delivery=delivery, settings=settings
