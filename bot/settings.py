@@ -3,6 +3,11 @@
 Every setting is a field of :class:`Settings` whose metadata carries its documentation and bounds,
 so the loader, the error messages, ``config/flexbot.example.toml`` and ``/flexadmin settings`` all
 come from one table. :func:`load_settings` records where each value came from.
+
+The file's ``[section]`` tables are part of the format: a key outside its own table is refused.
+Attribute access stays flat (``settings.fal_app_id``), as do ``FLEXBOT_<KEY>`` variables. An
+error never repeats a value that may be a secret (see :func:`_echo`), and ``admin_visible`` marks
+the few settings a server's admins may read (:meth:`Settings.describe_for_admins`).
 """
 
 from __future__ import annotations
