@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import socket
+import time
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from bot.fal.client import AppId, FalClient, QueueStatus
+from bot.fal.client import MAX_REDIRECTS, AppId, FalClient, QueueStatus
 from bot.fal.errors import (
     FalAuthError,
     FalCancelledError,
     FalContentPolicyError,
     FalDownloadError,
+    FalDownloadRefusedError,
+    FalDownloadTimeoutError,
     FalError,
     FalTimeoutError,
     FalUnavailableError,
@@ -24,6 +28,7 @@ from bot.fal.errors import (
 from bot.fal.fake import FakeFal
 from bot.model import EditParams, ImageSize
 from bot.secret import Secret
+from bot.settings import load_settings
 from tests.integration.conftest import FAKE_FAL_KEY, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
@@ -50,6 +55,7 @@ def make_client(fake: FakeFal, **kwargs: Any) -> FalClient:
         "rest_url": fake.url,
         "timeout": 5.0,
         "max_attempts": 3,
+        "insecure_local_origin": fake.url,
     }
     options.update(kwargs)
     key = options.pop("key", Secret(FAKE_FAL_KEY))
@@ -399,3 +405,128 @@ def test_app_id_drops_the_sub_path_for_queue_urls(endpoint: str, expected: tuple
 def test_app_id_needs_owner_and_alias() -> None:
     with pytest.raises(ValueError, match="owner/alias"):
         AppId.from_endpoint_id("workflows/flux")
+
+
+# -- where outputs may come from ----------------------------------------------------------------
+
+SIGNATURE = "X-Amz-Signature=s3cr3t-signature"
+
+
+async def stored_file(client: FalClient) -> str:
+    """The fake's URL of an uploaded file: a download that would succeed if allowed."""
+    return await upload_input(client)
+
+
+async def test_output_on_a_host_off_the_list_is_refused_without_a_request(
+    fake_fal: FakeFal,
+) -> None:
+    async with make_client(fake_fal, insecure_local_origin=None) as client:
+        url = await stored_file(client)  # http://127.0.0.1:PORT/files/...
+        with pytest.raises(FalDownloadRefusedError) as caught:
+            await client.download(f"{url}?{SIGNATURE}", max_bytes=1_000_000)
+    assert fake_fal.calls("files") == []
+    assert "fal_result_hosts" in caught.value.user_message
+    assert "s3cr3t" not in str(caught.value)
+
+
+async def test_plain_http_is_refused_even_on_an_allowed_host(fake_fal: FakeFal) -> None:
+    async with make_client(
+        fake_fal, insecure_local_origin=None, result_hosts=("localhost", "fal.media")
+    ) as client:
+        url = (await stored_file(client)).replace("127.0.0.1", "localhost")
+        with pytest.raises(FalDownloadRefusedError, match="not an https URL"):
+            await client.download(url, max_bytes=1_000_000)
+    assert fake_fal.calls("files") == []
+
+
+@pytest.mark.parametrize(
+    "host", ["fal.media.example.invalid", "evilfal.media", "v3.fal.media@10.0.0.1"]
+)
+async def test_only_result_hosts_and_their_subdomains_are_trusted(
+    fake_fal: FakeFal, host: str
+) -> None:
+    async with make_client(fake_fal) as client:
+        with pytest.raises(FalDownloadRefusedError, match="not one of fal_result_hosts"):
+            await client.download(f"https://{host}/files/x.jpg", max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("location", "extra_hosts"),
+    [
+        ("internal", ()),  # another server on 127.0.0.1, as a redirect target
+        (f"http://10.0.0.1/x.jpg?{SIGNATURE}", ()),
+        (f"http://169.254.169.254/latest/meta-data/?{SIGNATURE}", ()),
+        # allowed host names, so only the address check can refuse them:
+        (f"https://169.254.169.254/latest/meta-data/?{SIGNATURE}", ("169.254.169.254",)),
+        (f"https://10.1.2.3/x.jpg?{SIGNATURE}", ("10.1.2.3",)),
+        (f"https://localhost:1/x.jpg?{SIGNATURE}", ("localhost",)),
+    ],
+)
+async def test_redirect_to_a_private_address_is_refused(
+    fake_fal: FakeFal, location: str, extra_hosts: tuple[str, ...]
+) -> None:
+    async with FakeFal() as internal:
+        target = f"{internal.url}/files/secret.jpg" if location == "internal" else location
+        hosts = ("fal.media", *extra_hosts)
+        async with make_client(fake_fal, result_hosts=hosts) as client:
+            url = await stored_file(client)
+            fake_fal.inject("files", "redirect", location=target)
+            with pytest.raises(FalDownloadRefusedError) as caught:
+                await client.download(url, max_bytes=1_000_000)
+        assert internal.requests == []
+    assert [r.status for r in fake_fal.calls("files")] == [302]
+    error = caught.value
+    for text in (str(error), repr(error), error.user_message):
+        assert "s3cr3t" not in text
+        assert "meta-data" not in text
+
+
+async def test_redirects_are_followed_on_the_same_origin_up_to_a_limit(
+    fake_fal: FakeFal,
+) -> None:
+    async with make_client(fake_fal) as client:
+        url = await stored_file(client)
+        fake_fal.inject("files", "redirect", times=MAX_REDIRECTS, location=url, status=307)
+        assert await client.download(url, max_bytes=1_000_000) == png()
+        assert len(fake_fal.calls("files")) == MAX_REDIRECTS + 1
+
+        fake_fal.requests.clear()
+        fake_fal.inject("files", "redirect", times=-1, location=url)
+        with pytest.raises(FalDownloadRefusedError, match="redirected more than"):
+            await client.download(url, max_bytes=1_000_000)
+    assert len(fake_fal.calls("files")) == MAX_REDIRECTS + 1  # not retried
+
+
+async def test_trickling_download_fails_at_the_deadline(fake_fal: FakeFal) -> None:
+    deadline = 0.5
+    # The per-read timeout never fires: a byte arrives every 20 ms.
+    async with make_client(fake_fal, timeout=5.0, download_deadline=deadline) as client:
+        url = await stored_file(client)
+        fake_fal.inject("files", "trickle", interval=0.02)
+        started = time.monotonic()
+        with pytest.raises(FalDownloadTimeoutError) as caught:
+            await asyncio.wait_for(client.download(url, max_bytes=1_000_000), deadline + 2.0)
+        elapsed = time.monotonic() - started
+    assert deadline - 0.05 <= elapsed < deadline + 0.5
+    assert "took too long" in caught.value.user_message
+
+
+def test_local_origin_must_be_a_loopback_address() -> None:
+    for origin in ("http://fal.example:8000", "http://10.0.0.1:8000", "https://v3.fal.media"):
+        with pytest.raises(ValueError, match="loopback"):
+            FalClient(None, insecure_local_origin=origin)
+
+
+async def test_shipped_settings_download_only_from_fal_and_a_fake_only_when_wired(
+    fake_fal: FakeFal,
+) -> None:
+    settings = load_settings(config_path=None, environ={})
+    async with FalClient.from_settings(settings, Secret(FAKE_FAL_KEY)) as production:
+        with pytest.raises(FalDownloadRefusedError):
+            await production.download(f"{fake_fal.url}/files/x.jpg", max_bytes=1000)
+    assert fake_fal.calls("files") == []
+    async with FalClient.from_settings(
+        settings, Secret(FAKE_FAL_KEY), fake_url=fake_fal.url
+    ) as dry_run:
+        url = await stored_file(dry_run)
+        assert await dry_run.download(url, max_bytes=1_000_000) == png()
