@@ -348,3 +348,23 @@ async def test_latency_slows_every_answer(fake_fal: FakeFal, http: httpx.AsyncCl
     started = loop.time()
     await http.get("/files/none.jpg")
     assert loop.time() - started >= 0.2
+
+
+async def test_files_can_redirect_or_trickle(fake_fal: FakeFal, http: httpx.AsyncClient) -> None:
+    await http.post(
+        "/_fake/faults",
+        json={"route": "files", "fault": "redirect", "location": "http://10.0.0.1/x"},
+    )
+    moved = await http.get("/files/any.jpg")
+    assert (moved.status_code, moved.headers["location"]) == (302, "http://10.0.0.1/x")
+
+    fake_fal.inject("files", "trickle", interval=0.01, seconds=0.2)
+    async with http.stream("GET", "/files/any.jpg") as slow:
+        body = b"".join([chunk async for chunk in slow.aiter_bytes()])
+    assert slow.status_code == 200
+    assert 5 <= len(body) <= 25  # one byte per interval until it gives up
+
+    assert (await http.post("/_fake/faults", json={"fault": "trickle"})).status_code == 400
+    assert (
+        await http.post("/_fake/faults", json={"route": "files", "fault": "redirect"})
+    ).status_code == 400
