@@ -23,11 +23,15 @@ storage or CDN hosts, and never appears in ``repr``, logs or error messages.
 Output downloads fetch a URL fal hands us, so they are fenced: https only, the host must be one
 of ``result_hosts`` (or a subdomain of one), every address it resolves to must be public, and
 redirects are followed by hand (at most ``MAX_REDIRECTS``) with each hop checked the same way.
-The address actually connected to is checked again before the body is read. The whole download,
-retries and redirects included, has one deadline, so a server trickling bytes cannot hold a
-worker past it. The single exception is ``insecure_local_origin``: the one
-``http://127.0.0.1:PORT`` origin of a fake fal run by the test or dry-run wiring; no setting
-maps to it, and it must be a loopback IP literal.
+The address actually connected to is checked again before the body is read (unless an https
+proxy from the environment stands in between). The whole download, retries and redirects
+included, has one deadline, so a server trickling bytes cannot hold a worker past it.
+
+The single exception is ``insecure_local_origin``: the ``http://127.0.0.1:PORT`` origin of a
+fake fal on this machine, whose outputs skip those checks. It must be a loopback IP literal, and
+no setting names it: ``from_settings`` passes the queue's own origin only when that origin is
+one (a dry run's fake, or the fake the end-to-end tests point ``fal_queue_url`` at), so a
+production configuration with ``https://queue.fal.run`` can never enable it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import logging
 import random
 import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -402,6 +407,11 @@ class FalClient:
         # No auth in the client's default headers: it is added per call, so it can never leak
         # to the storage or CDN hosts.
         self._http = http or httpx.AsyncClient(timeout=self._timeout)
+        # Behind an https proxy from the environment the connected peer is the proxy, which
+        # may well be private; the proxy resolves the host itself, so only our lookup applies.
+        self._check_peers = not (
+            self._http.trust_env and {"https", "all"} & urllib.request.getproxies().keys()
+        )
         self._token: _StorageToken | None = None
         self._token_lock = asyncio.Lock()
 
@@ -662,7 +672,7 @@ class FalClient:
                 async with self._http.stream(
                     "GET", current, headers=headers, timeout=self._timeout, follow_redirects=False
                 ) as response:
-                    if not local:
+                    if not local and self._check_peers:
                         self._check_peer(response, current)
                     location = response.headers.get("location")
                     if response.status_code in _REDIRECT_CODES and location:
