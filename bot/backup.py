@@ -58,7 +58,7 @@ class _Scan:
 
 def _integrity(path: Path) -> tuple[int, int, int]:
     """(schema version, jobs, ledger rows) of a database that passes integrity_check."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only(path), uri=True)
     try:
         result = conn.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
@@ -71,6 +71,11 @@ def _integrity(path: Path) -> tuple[int, int, int]:
     finally:
         conn.close()
     return int(version), int(jobs), int(ledger)
+
+
+def _read_only(path: Path) -> str:
+    """A read-only SQLite URI; ``as_uri`` escapes any ``?`` or ``#`` in the path."""
+    return f"{path.resolve().as_uri()}?mode=ro"
 
 
 def _is_blob_name(name: str) -> bool:
@@ -151,7 +156,8 @@ def _copy_private(src: Path, dest: Path) -> str:
 
 
 def _sqlite_copy(source: str, dest: Path) -> None:
-    """Copy a database through SQLite's backup API (WAL contents included) to a 0600 file."""
+    """Copy the database at URI ``source`` through SQLite's backup API (WAL contents
+    included) to a new 0600 file."""
     dest.unlink(missing_ok=True)
     os.close(_new_private_file(dest))
     src = sqlite3.connect(source, uri=True)
@@ -180,7 +186,7 @@ def backup(data_dir: Path, target: Path) -> BackupReport:
     target.parent.mkdir(parents=True, exist_ok=True)
     _private_dir(target)
     dest = target / DB_NAME
-    _sqlite_copy(str(source), dest)
+    _sqlite_copy(source.resolve().as_uri(), dest)
     version, jobs, ledger = _integrity(dest)
 
     scan = _scan_blobs(data_dir / BLOB_DIR)
@@ -223,7 +229,7 @@ def _safety_copy(live: Path) -> None:
     if busy:
         raise StoreError(f"{live} is in use; stop the bot before restoring")
     keep = live.with_name(live.name + SAFETY_SUFFIX)
-    _sqlite_copy(str(live), keep)
+    _sqlite_copy(live.resolve().as_uri(), keep)
 
 
 def restore(source: Path, data_dir: Path, *, force: bool = False) -> BackupReport:
@@ -249,7 +255,7 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> BackupRepor
     if live.exists():
         _safety_copy(live)
     tmp = live.with_name(live.name + ".restoring")
-    _sqlite_copy(f"file:{db}?mode=ro", tmp)
+    _sqlite_copy(_read_only(db), tmp)
     # The live WAL was checkpointed into the safety copy above; left in place it would be
     # replayed onto the restored file.
     for suffix in ("-wal", "-shm"):
