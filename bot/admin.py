@@ -3,6 +3,10 @@
 Every change is written together with an ``audit`` row naming who made it, in one transaction.
 Access gates (allowed channels, required role, DMs) and the safety policy per channel are read
 here too, so the member-facing cogs ask one place. ``guild_id=None`` means bot-wide (the owner's).
+
+The core speaks in facts: a change returns what it did (``LimitChanged``, ``BlockChanged``, ...)
+with member, role and channel ids, and the cogs word it (with Discord mentions). Only the words
+that name nobody are written here.
 """
 
 from __future__ import annotations
@@ -13,19 +17,27 @@ from dataclasses import dataclass
 from decimal import InvalidOperation
 from typing import Any
 
-import aiosqlite
-
 from bot.engine import quota
 from bot.engine import usage as usage_q
-from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS, Refusal
+from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS
 from bot.errors import UserError
-from bot.model import DEFAULT_SAFETY_TOLERANCE, micros_from_usd, usd
+from bot.model import (
+    DEFAULT_SAFETY_TOLERANCE,
+    LimitScope,
+    SafetyTolerance,
+    UsagePeriod,
+    micros_from_usd,
+    usd,
+)
 from bot.settings import UNLIMITED, Settings
+from bot.store import access as access_repo
+from bot.store import audit as audit_repo
+from bot.store import credits as credits_repo
 from bot.store import limits as limits_repo
 from bot.store import policy as policy_repo
-from bot.store.db import Database
+from bot.store import prefs as prefs_repo
+from bot.store.db import Database, Tx
 
-TOLERANCES = ("1", "2", "3", "4", "5")
 MEMBER_LIMITS = frozenset(LIMIT_NAMES) - {"guild_monthly_cap", "global_monthly_cap"}
 LIMIT_WORDS = {
     "user_daily_cap": "member daily cap",
@@ -38,12 +50,41 @@ LIMIT_WORDS = {
 }
 
 
+class GateRefused(UserError):
+    """The channel gate's no. The message names nobody; ``channel_ids`` (where Flexbot is
+    allowed) and ``role_id`` (the role needed) let a front end name them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        channel_ids: tuple[int, ...] = (),
+        role_id: int | None = None,
+    ) -> None:
+        super().__init__(message, limit=limit)
+        self.channel_ids = channel_ids
+        self.role_id = role_id
+
+
 @dataclass(frozen=True)
 class SafetyPolicy:
     """The loosest safety a member may ask for in one channel."""
 
-    max_tolerance: str  # "1" (strictest) .. "5"
+    max_tolerance: SafetyTolerance
     checker_may_be_off: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """Members, roles or channels by id, for a front end to name (``kind``: member|role|channel)."""
+
+    kind: str
+    ids: tuple[int, ...]
+
+
+#: A value or a source in the settings report: plain words, or ids to name.
+Shown = str | Ids
 
 
 @dataclass(frozen=True)
@@ -51,8 +92,76 @@ class SettingRow:
     """One line of /flexadmin settings: name, effective value, where it comes from."""
 
     key: str
-    value: str
-    source: str
+    value: Shown
+    source: Shown | quota.LimitSource
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChanged:
+    """A limit override was set (``value``; None = unlimited) or cleared."""
+
+    name: str
+    scope: LimitScope
+    target_id: int  # the member or role; 0 for a server or bot-wide override
+    value: int | None
+    cleared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CreditChanged:
+    """Credit granted to (or revoked from) a member this month; ``left`` after a revoke."""
+
+    user_id: int
+    amount_micros: int
+    granted: bool
+    left_micros: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChanged:
+    user_id: int
+    blocked: bool
+    everywhere: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PauseChanged:
+    paused: bool
+    everywhere: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelsChanged:
+    """The allowed channels now (empty: every channel)."""
+
+    channel_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """The role members now need (None: no role needed)."""
+
+    role_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyChanged:
+    """A channel's (None: the server default's) highest tolerance; None tolerance = cleared."""
+
+    channel_id: int | None
+    max_tolerance: SafetyTolerance | None
+    checker_off_allowed: bool = False
+
+
+AdminChange = (
+    LimitChanged
+    | CreditChanged
+    | BlockChanged
+    | PauseChanged
+    | ChannelsChanged
+    | RoleChanged
+    | SafetyChanged
+)
 
 
 def show_limit(name: str, value: int | None) -> str:
@@ -103,14 +212,9 @@ class Admin:
         self.clock = clock
 
     async def _audit(
-        self,
-        conn: aiosqlite.Connection,
-        guild_id: int | None,
-        actor_id: int,
-        action: str,
-        **detail: Any,
+        self, tx: Tx, guild_id: int | None, actor_id: int, action: str, **detail: Any
     ) -> None:
-        await limits_repo.record_audit(conn, guild_id, actor_id, action, detail)
+        await audit_repo.record(tx, guild_id, actor_id, action, detail)
 
     # -- gates -------------------------------------------------------------------------------
 
@@ -120,21 +224,29 @@ class Admin:
         channel_id: int,
         role_ids: Sequence[int],
         channel_is_nsfw: bool,
-    ) -> Refusal | None:
-        """DMs on/off, allowed channels (none stored = all) and the required role."""
+    ) -> None:
+        """DMs on/off, allowed channels (none stored = all) and the required role.
+
+        Raises GateRefused (``limit`` dms, channel or role) when the member may not go on.
+        """
         if guild_id is None:
             if self.settings.allow_dms:
-                return None
-            return Refusal("dms", "Flexbot works in servers only; use it in a server channel.")
-        conn = self.db.conn
-        allowed = await policy_repo.allowed_channels(conn, guild_id)
+                return
+            raise GateRefused(
+                "Flexbot works in servers only; use it in a server channel.", limit="dms"
+            )
+        allowed = await policy_repo.allowed_channels(self.db, guild_id)
         if allowed and channel_id not in allowed:
-            where = ", ".join(f"<#{c}>" for c in allowed[:5])
-            return Refusal("channel", f"Flexbot is not enabled in this channel. Try {where}.")
-        role = await policy_repo.required_role(conn, guild_id)
+            raise GateRefused(
+                "Flexbot is not enabled in this channel.",
+                limit="channel",
+                channel_ids=tuple(allowed[:5]),
+            )
+        role = await policy_repo.required_role(self.db, guild_id)
         if role is not None and role not in role_ids:
-            return Refusal("role", f"You need the <@&{role}> role to use Flexbot here.")
-        return None
+            raise GateRefused(
+                "You need a particular role to use Flexbot here.", limit="role", role_id=role
+            )
 
     async def safety_limits(
         self, guild_id: int | None, channel_id: int, channel_is_nsfw: bool
@@ -142,7 +254,7 @@ class Admin:
         """The channel override, else the server default, else tolerance "2" with checker on."""
         if guild_id is None:
             return SafetyPolicy(DEFAULT_SAFETY_TOLERANCE, False)
-        rows = await policy_repo.safety_rows(self.db.conn, guild_id, channel_id)
+        rows = await policy_repo.safety_rows(self.db, guild_id, channel_id)
         chosen = next((r for r in rows if r.channel_id == channel_id), None) or next(
             (r for r in rows if r.channel_id == policy_repo.GUILD_DEFAULT), None
         )
@@ -161,14 +273,14 @@ class Admin:
         *,
         user_id: int | None = None,
         role_id: int | None = None,
-    ) -> str:
+    ) -> LimitChanged:
         """Override one limit for a member, a role, the server (or bot-wide with no guild)."""
         scope, target = self._scope(guild_id, name, user_id, role_id)
         self._check_value(name, value)
-        async with self.db.transaction() as conn:
-            await limits_repo.set_limit(conn, scope, _gid(guild_id), target, name, value, actor_id)
+        async with self.db.transaction() as tx:
+            await limits_repo.set_limit(tx, scope, _gid(guild_id), target, name, value, actor_id)
             await self._audit(
-                conn,
+                tx,
                 guild_id,
                 actor_id,
                 "set_limit",
@@ -177,9 +289,7 @@ class Admin:
                 name=name,
                 value=value,
             )
-        return (
-            f"{LIMIT_WORDS[name]} for {self._who(scope, target)} is now {show_limit(name, value)}."
-        )
+        return LimitChanged(name, scope, target, value)
 
     async def clear_limit(
         self,
@@ -189,19 +299,19 @@ class Admin:
         *,
         user_id: int | None = None,
         role_id: int | None = None,
-    ) -> str:
+    ) -> LimitChanged:
         """Remove an override so the next level (role, server, default) applies again."""
         scope, target = self._scope(guild_id, name, user_id, role_id)
-        async with self.db.transaction() as conn:
-            await limits_repo.clear_limit(conn, scope, _gid(guild_id), target, name)
+        async with self.db.transaction() as tx:
+            await limits_repo.clear_limit(tx, scope, _gid(guild_id), target, name)
             await self._audit(
-                conn, guild_id, actor_id, "clear_limit", scope=scope, target=target, name=name
+                tx, guild_id, actor_id, "clear_limit", scope=scope, target=target, name=name
             )
-        return f"{LIMIT_WORDS[name]} for {self._who(scope, target)} is back to the default."
+        return LimitChanged(name, scope, target, None, cleared=True)
 
     def _scope(
         self, guild_id: int | None, name: str, user_id: int | None, role_id: int | None
-    ) -> tuple[str, int]:
+    ) -> tuple[LimitScope, int]:
         if name not in LIMIT_NAMES:
             raise UserError(f"Unknown limit {name!r}; one of {', '.join(LIMIT_NAMES)}.")
         if user_id is not None and role_id is not None:
@@ -211,21 +321,14 @@ class Admin:
                 raise UserError(f"{LIMIT_WORDS[name]} applies to a whole server, not a member.")
             if guild_id is None:
                 raise UserError("Member and role limits are set inside a server.")
-            return ("user", user_id) if user_id is not None else ("role", role_id or 0)
+            if user_id is not None:
+                return LimitScope.USER, user_id
+            return LimitScope.ROLE, role_id or 0
         if guild_id is None:
-            return "global", 0
+            return LimitScope.GLOBAL, 0
         if name == "global_monthly_cap":
             raise UserError("The bot-wide monthly cap is the bot owner's setting.")
-        return "guild", 0
-
-    @staticmethod
-    def _who(scope: str, target: int) -> str:
-        return {
-            "user": f"<@{target}>",
-            "role": f"<@&{target}>",
-            "guild": "this server",
-            "global": "every server",
-        }[scope]
+        return LimitScope.GUILD, 0
 
     @staticmethod
     def _check_value(name: str, value: int | None) -> None:
@@ -242,14 +345,14 @@ class Admin:
 
     async def grant_credit(
         self, actor_id: int, guild_id: int, user_id: int, amount_micros: int, reason: str | None
-    ) -> str:
+    ) -> CreditChanged:
         """Extra allowance for a member this month, on top of their caps."""
         if amount_micros <= 0:
             raise UserError("Grant a positive amount, such as 1.50.")
-        async with self.db.transaction() as conn:
-            await limits_repo.grant_credit(conn, guild_id, user_id, amount_micros, actor_id, reason)
+        async with self.db.transaction() as tx:
+            await credits_repo.grant_credit(tx, guild_id, user_id, amount_micros, actor_id, reason)
             await self._audit(
-                conn,
+                tx,
                 guild_id,
                 actor_id,
                 "grant_credit",
@@ -257,23 +360,23 @@ class Admin:
                 amount=amount_micros,
                 reason=reason,
             )
-        return f"Granted {usd(amount_micros)} of credit to <@{user_id}> for this month."
+        return CreditChanged(user_id, amount_micros, granted=True)
 
     async def revoke_credit(
         self, actor_id: int, guild_id: int, user_id: int, amount_micros: int, reason: str | None
-    ) -> str:
+    ) -> CreditChanged:
         """Take back credit granted this month (never below zero)."""
         if amount_micros <= 0:
             raise UserError("Revoke a positive amount, such as 1.50.")
         month = quota.month_start(self.clock()).timestamp()
-        async with self.db.transaction() as conn:
-            have = await limits_repo.credits_since(conn, guild_id, user_id, month)
+        async with self.db.transaction() as tx:
+            have = await credits_repo.credits_since(tx, guild_id, user_id, month)
             taken = min(have, amount_micros)
             if taken == 0:
-                raise UserError(f"<@{user_id}> has no credit this month.")
-            await limits_repo.grant_credit(conn, guild_id, user_id, -taken, actor_id, reason)
+                raise UserError("That member has no credit this month.", remaining=0)
+            await credits_repo.grant_credit(tx, guild_id, user_id, -taken, actor_id, reason)
             await self._audit(
-                conn,
+                tx,
                 guild_id,
                 actor_id,
                 "revoke_credit",
@@ -281,61 +384,57 @@ class Admin:
                 amount=taken,
                 reason=reason,
             )
-        return f"Revoked {usd(taken)} of credit from <@{user_id}>; {usd(have - taken)} left."
+        return CreditChanged(user_id, taken, granted=False, left_micros=have - taken)
 
     # -- access ------------------------------------------------------------------------------
 
     async def block(
         self, actor_id: int, guild_id: int | None, user_id: int, reason: str | None = None
-    ) -> str:
+    ) -> BlockChanged:
         if user_id == actor_id:
             raise UserError("You cannot block yourself.")
-        async with self.db.transaction() as conn:
-            await limits_repo.set_blocked(conn, _gid(guild_id), user_id, True, actor_id, reason)
-            await self._audit(conn, guild_id, actor_id, "block", user=user_id, reason=reason)
-        return f"<@{user_id}> can no longer use Flexbot {self._where(guild_id)}."
+        async with self.db.transaction() as tx:
+            await access_repo.set_blocked(tx, _gid(guild_id), user_id, True, actor_id, reason)
+            await self._audit(tx, guild_id, actor_id, "block", user=user_id, reason=reason)
+        return BlockChanged(user_id, blocked=True, everywhere=guild_id is None)
 
-    async def unblock(self, actor_id: int, guild_id: int | None, user_id: int) -> str:
-        async with self.db.transaction() as conn:
-            await limits_repo.set_blocked(conn, _gid(guild_id), user_id, False, actor_id)
-            await self._audit(conn, guild_id, actor_id, "unblock", user=user_id)
-        return f"<@{user_id}> can use Flexbot {self._where(guild_id)} again."
+    async def unblock(self, actor_id: int, guild_id: int | None, user_id: int) -> BlockChanged:
+        async with self.db.transaction() as tx:
+            await access_repo.set_blocked(tx, _gid(guild_id), user_id, False, actor_id)
+            await self._audit(tx, guild_id, actor_id, "unblock", user=user_id)
+        return BlockChanged(user_id, blocked=False, everywhere=guild_id is None)
 
-    async def pause(self, actor_id: int, guild_id: int | None, reason: str | None = None) -> str:
+    async def pause(
+        self, actor_id: int, guild_id: int | None, reason: str | None = None
+    ) -> PauseChanged:
         """Refuse new edits (queued and running ones finish)."""
-        async with self.db.transaction() as conn:
-            await limits_repo.set_paused(conn, _gid(guild_id), True, actor_id, reason)
-            await self._audit(conn, guild_id, actor_id, "pause", reason=reason)
-        return f"Flexbot is paused {self._where(guild_id)}; jobs already queued still run."
+        async with self.db.transaction() as tx:
+            await access_repo.set_paused(tx, _gid(guild_id), True, actor_id, reason)
+            await self._audit(tx, guild_id, actor_id, "pause", reason=reason)
+        return PauseChanged(paused=True, everywhere=guild_id is None)
 
-    async def resume(self, actor_id: int, guild_id: int | None) -> str:
-        async with self.db.transaction() as conn:
-            await limits_repo.set_paused(conn, _gid(guild_id), False, actor_id)
-            await self._audit(conn, guild_id, actor_id, "resume")
-        return f"Flexbot takes edits {self._where(guild_id)} again."
-
-    @staticmethod
-    def _where(guild_id: int | None) -> str:
-        return "on this server" if guild_id else "everywhere"
+    async def resume(self, actor_id: int, guild_id: int | None) -> PauseChanged:
+        async with self.db.transaction() as tx:
+            await access_repo.set_paused(tx, _gid(guild_id), False, actor_id)
+            await self._audit(tx, guild_id, actor_id, "resume")
+        return PauseChanged(paused=False, everywhere=guild_id is None)
 
     async def set_allowed_channels(
         self, actor_id: int, guild_id: int, channel_ids: Sequence[int]
-    ) -> str:
+    ) -> ChannelsChanged:
         """Replace the allowed channels; an empty list allows every channel."""
-        async with self.db.transaction() as conn:
-            await policy_repo.set_allowed_channels(conn, guild_id, channel_ids, actor_id)
+        async with self.db.transaction() as tx:
+            await policy_repo.set_allowed_channels(tx, guild_id, channel_ids, actor_id)
             await self._audit(
-                conn, guild_id, actor_id, "set_allowed_channels", channels=list(channel_ids)
+                tx, guild_id, actor_id, "set_allowed_channels", channels=list(channel_ids)
             )
-        if not channel_ids:
-            return "Flexbot now answers in every channel."
-        return "Flexbot now answers only in " + ", ".join(f"<#{c}>" for c in channel_ids) + "."
+        return ChannelsChanged(tuple(channel_ids))
 
     async def allow_channel(
         self, actor_id: int, guild_id: int, channel_id: int, allowed: bool
-    ) -> str:
+    ) -> ChannelsChanged:
         """Add a channel to, or remove it from, the allowed list."""
-        current = await policy_repo.allowed_channels(self.db.conn, guild_id)
+        current = await policy_repo.allowed_channels(self.db, guild_id)
         if allowed:
             wanted = [*current, channel_id]
         else:
@@ -348,107 +447,97 @@ class Admin:
                 raise UserError("That would leave no channel; use `channels-reset` to allow all.")
         return await self.set_allowed_channels(actor_id, guild_id, wanted)
 
-    async def set_required_role(self, actor_id: int, guild_id: int, role_id: int | None) -> str:
-        async with self.db.transaction() as conn:
-            await policy_repo.set_required_role(conn, guild_id, role_id, actor_id)
-            await self._audit(conn, guild_id, actor_id, "set_required_role", role=role_id)
-        if role_id is None:
-            return "No role is needed to use Flexbot any more."
-        return f"Members now need <@&{role_id}> to use Flexbot."
+    async def set_required_role(
+        self, actor_id: int, guild_id: int, role_id: int | None
+    ) -> RoleChanged:
+        async with self.db.transaction() as tx:
+            await policy_repo.set_required_role(tx, guild_id, role_id, actor_id)
+            await self._audit(tx, guild_id, actor_id, "set_required_role", role=role_id)
+        return RoleChanged(role_id)
 
     async def set_safety(
         self,
         actor_id: int,
         guild_id: int,
         channel_id: int | None,
-        max_tolerance: str,
+        max_tolerance: SafetyTolerance | str,
         checker_off_allowed: bool = False,
         *,
         channel_is_nsfw: bool = False,
-    ) -> str:
+    ) -> SafetyChanged:
         """Highest tolerance for a channel (or the server default with no channel)."""
-        if max_tolerance not in TOLERANCES:
+        if max_tolerance not in tuple(SafetyTolerance):
             raise UserError("Safety tolerance is 1 (strictest) to 5 (most permissive).")
+        tolerance = SafetyTolerance(max_tolerance)
         if checker_off_allowed and channel_id is not None and not channel_is_nsfw:
             raise UserError(
                 "The safety checker may only be switched off in age-restricted channels."
             )
         target = policy_repo.GUILD_DEFAULT if channel_id is None else channel_id
-        async with self.db.transaction() as conn:
+        async with self.db.transaction() as tx:
             await policy_repo.set_safety(
-                conn, guild_id, target, max_tolerance, checker_off_allowed, actor_id
+                tx, guild_id, target, tolerance, checker_off_allowed, actor_id
             )
             await self._audit(
-                conn,
+                tx,
                 guild_id,
                 actor_id,
                 "set_safety",
                 channel=channel_id,
-                max_tolerance=max_tolerance,
+                max_tolerance=tolerance,
                 checker_off_allowed=checker_off_allowed,
             )
-        where = "this server's default" if channel_id is None else f"<#{channel_id}>"
-        checker = (
-            " The checker may be switched off (age-restricted channels only)."
-            if checker_off_allowed
-            else " The safety checker stays on."
-        )
-        return f"Highest safety tolerance for {where} is now {max_tolerance}.{checker}"
+        return SafetyChanged(channel_id, tolerance, checker_off_allowed)
 
-    async def clear_safety(self, actor_id: int, guild_id: int, channel_id: int) -> str:
-        async with self.db.transaction() as conn:
-            await policy_repo.clear_safety(conn, guild_id, channel_id)
-            await self._audit(conn, guild_id, actor_id, "clear_safety", channel=channel_id)
-        return f"<#{channel_id}> follows the server's safety default again."
+    async def clear_safety(self, actor_id: int, guild_id: int, channel_id: int) -> SafetyChanged:
+        async with self.db.transaction() as tx:
+            await policy_repo.clear_safety(tx, guild_id, channel_id)
+            await self._audit(tx, guild_id, actor_id, "clear_safety", channel=channel_id)
+        return SafetyChanged(channel_id, None)
 
     async def set_remix_opt_out(self, user_id: int, opt_out: bool) -> str:
         """A member's own choice: others may (not) use their images as references."""
-        async with self.db.transaction() as conn:
-            await limits_repo.set_remix_opt_out(conn, user_id, opt_out)
-            await self._audit(conn, None, user_id, "remix_opt_out", opt_out=opt_out)
+        async with self.db.transaction() as tx:
+            await prefs_repo.set_remix_opt_out(tx, user_id, opt_out)
+            await self._audit(tx, None, user_id, "remix_opt_out", opt_out=opt_out)
         if opt_out:
             return "Others can no longer remix your images or results."
         return "Others may remix your images and results again."
 
     async def remix_opted_out(self, user_id: int) -> bool:
-        return await limits_repo.remix_opted_out(self.db.conn, user_id)
+        return await prefs_repo.remix_opted_out(self.db, user_id)
 
     # -- reports ------------------------------------------------------------------------------
 
     async def settings_report(self, guild_id: int | None) -> list[SettingRow]:
         """Every effective setting and where it comes from, then this server's overrides."""
         rows = [SettingRow(k, v, s) for k, v, s in self.settings.describe()]
-        conn = self.db.conn
-        for o in await policy_repo.guild_overrides(conn, limits_repo.GLOBAL):
+        for o in await limits_repo.guild_overrides(self.db, limits_repo.GLOBAL):
             rows.append(SettingRow(o.name, show_limit(o.name, o.value), "bot-wide override"))
         if guild_id is None:
             return rows
-        for o in await policy_repo.guild_overrides(conn, guild_id):
-            who = {
-                "guild": "server",
-                "role": f"role <@&{o.target_id}>",
-                "user": f"<@{o.target_id}>",
-            }
-            rows.append(
-                SettingRow(
-                    o.name, show_limit(o.name, o.value), f"{who.get(o.scope, o.scope)} override"
-                )
-            )
-        channels = await policy_repo.allowed_channels(conn, guild_id)
-        rows.append(
+        for o in await limits_repo.guild_overrides(self.db, guild_id):
+            source = quota.LimitSource(o.scope, o.target_id)
+            rows.append(SettingRow(o.name, show_limit(o.name, o.value), source))
+        return rows + await self._access_rows(guild_id)
+
+    async def _access_rows(self, guild_id: int) -> list[SettingRow]:
+        """The settings report's lines for channels, role, safety, pause and blocks."""
+        channels = await policy_repo.allowed_channels(self.db, guild_id)
+        role = await policy_repo.required_role(self.db, guild_id)
+        rows = [
             SettingRow(
                 "allowed_channels",
-                ", ".join(f"<#{c}>" for c in channels) if channels else "all",
+                Ids("channel", tuple(channels)) if channels else "all",
                 "server" if channels else "default",
-            )
-        )
-        role = await policy_repo.required_role(conn, guild_id)
-        rows.append(
+            ),
             SettingRow(
-                "required_role", f"<@&{role}>" if role else "none", "server" if role else "default"
-            )
-        )
-        safety = await policy_repo.safety_rows(conn, guild_id)
+                "required_role",
+                Ids("role", (role,)) if role else "none",
+                "server" if role else "default",
+            ),
+        ]
+        safety = await policy_repo.safety_rows(self.db, guild_id)
         if not any(r.channel_id == policy_repo.GUILD_DEFAULT for r in safety):
             rows.append(
                 SettingRow(
@@ -456,34 +545,38 @@ class Admin:
                 )
             )
         for r in safety:
-            where = "server" if r.channel_id == policy_repo.GUILD_DEFAULT else f"<#{r.channel_id}>"
+            server = r.channel_id == policy_repo.GUILD_DEFAULT
             checker = (
                 "checker may be off (age-restricted)" if r.checker_off_allowed else "checker on"
             )
-            rows.append(SettingRow("safety", f"tolerance ≤ {r.max_tolerance}, {checker}", where))
-        paused = await limits_repo.paused_scopes(conn, guild_id)
-        rows.append(
-            SettingRow(
-                "paused",
-                "yes" if paused else "no",
-                ("bot-wide" if limits_repo.GLOBAL in paused else "server") if paused else "default",
+            rows.append(
+                SettingRow(
+                    "safety",
+                    f"tolerance ≤ {r.max_tolerance}, {checker}",
+                    "server" if server else Ids("channel", (r.channel_id,)),
+                )
             )
-        )
-        blocked = await policy_repo.blocked_users(conn, guild_id)
+        paused = await access_repo.paused_scopes(self.db, guild_id)
+        everywhere = limits_repo.GLOBAL in paused
+        where = ("bot-wide" if everywhere else "server") if paused else "default"
+        rows.append(SettingRow("paused", "yes" if paused else "no", where))
+        blocked = await access_repo.blocked_users(self.db, guild_id)
         rows.append(SettingRow("blocked_members", str(len(blocked)), "server"))
         return rows
 
     async def usage_report(
-        self, guild_id: int | None, period: str = "month", *, top: int = 10
+        self, guild_id: int | None, period: UsagePeriod | str = UsagePeriod.MONTH, *, top: int = 10
     ) -> usage_q.UsageReport:
         """Totals, top members and channels for ``today``, ``month``, ``last30`` or ``all``."""
         return await usage_q.usage_report(
             self.db, guild_id, usage_q.period(period, self.clock()), top=top
         )
 
-    async def export_csv(self, guild_id: int | None, period: str = "month") -> str:
+    async def export_csv(
+        self, guild_id: int | None, period: UsagePeriod | str = UsagePeriod.MONTH
+    ) -> str:
         """One CSV row per job; ``amount_usd`` sums to the ledger total of the period."""
         return await usage_q.export_csv(self.db, guild_id, usage_q.period(period, self.clock()))
 
-    async def audit_log(self, guild_id: int | None, limit: int = 20) -> list[policy_repo.AuditRow]:
-        return await policy_repo.audit_rows(self.db.conn, guild_id, limit)
+    async def audit_log(self, guild_id: int | None, limit: int = 20) -> list[audit_repo.AuditRow]:
+        return await audit_repo.audit_rows(self.db, guild_id, limit)

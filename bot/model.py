@@ -161,6 +161,7 @@ class Origin(StrEnum):
 
     COMMAND = "command"  # /edit
     CONTEXT_MENU = "context_menu"  # "Edit with FLUX" on a message
+    CLI = "cli"  # flexbot edit
     RERUN = "rerun"
     REROLL = "reroll"
     TWEAK = "tweak"

@@ -15,11 +15,24 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin import SettingRow
-from bot.engine.quota import MONEY_LIMITS
+from bot.admin import (
+    LIMIT_WORDS,
+    AdminChange,
+    BlockChanged,
+    ChannelsChanged,
+    CreditChanged,
+    Ids,
+    LimitChanged,
+    PauseChanged,
+    RoleChanged,
+    SafetyChanged,
+    SettingRow,
+    show_limit,
+)
+from bot.engine.quota import MONEY_LIMITS, LimitSource
 from bot.engine.usage import UsageReport
 from bot.errors import UserError
-from bot.model import usd
+from bot.model import LimitScope, usd
 from cogs.errors import Refused
 
 if TYPE_CHECKING:
@@ -32,13 +45,69 @@ Period = Literal["today", "month", "last30", "all"]
 NO_PERMISSION = "You need the Manage Server permission to use /flexadmin."
 
 
-async def reply(interaction: discord.Interaction, action: Awaitable[str]) -> None:
+async def reply(interaction: discord.Interaction, action: Awaitable[AdminChange]) -> None:
     """Run one admin change and answer with its outcome, or with what was wrong."""
     try:
-        message = await action
+        message = describe_change(await action)
     except UserError as exc:
         message = str(exc)
     await interaction.response.send_message(message, ephemeral=True)
+
+
+def mentions(ids: Ids) -> str:
+    mark = {"member": "@", "role": "@&", "channel": "#"}[ids.kind]
+    return ", ".join(f"<{mark}{i}>" for i in ids.ids)
+
+
+def _who(scope: LimitScope, target: int) -> str:
+    return {
+        LimitScope.USER: f"<@{target}>",
+        LimitScope.ROLE: f"<@&{target}>",
+        LimitScope.GUILD: "this server",
+        LimitScope.GLOBAL: "every server",
+    }[scope]
+
+
+def describe_change(change: AdminChange) -> str:
+    """An admin change in words, members, roles and channels as mentions."""
+    where = "everywhere" if getattr(change, "everywhere", False) else "on this server"
+    match change:
+        case LimitChanged(name, scope, target, value, cleared):
+            who = f"{LIMIT_WORDS[name]} for {_who(scope, target)}"
+            if cleared:
+                return f"{who} is back to the default."
+            return f"{who} is now {show_limit(name, value)}."
+        case CreditChanged(user, amount, True, _):
+            return f"Granted {usd(amount)} of credit to <@{user}> for this month."
+        case CreditChanged(user, amount, False, left):
+            return f"Revoked {usd(amount)} of credit from <@{user}>; {usd(left or 0)} left."
+        case BlockChanged(user, True, _):
+            return f"<@{user}> can no longer use Flexbot {where}."
+        case BlockChanged(user, False, _):
+            return f"<@{user}> can use Flexbot {where} again."
+        case PauseChanged(True, _):
+            return f"Flexbot is paused {where}; jobs already queued still run."
+        case PauseChanged(False, _):
+            return f"Flexbot takes edits {where} again."
+        case ChannelsChanged(()):
+            return "Flexbot now answers in every channel."
+        case ChannelsChanged(channels):
+            return f"Flexbot now answers only in {mentions(Ids('channel', channels))}."
+        case RoleChanged(None):
+            return "No role is needed to use Flexbot any more."
+        case RoleChanged(role):
+            return f"Members now need <@&{role}> to use Flexbot."
+        case SafetyChanged(channel, None, _):
+            return f"<#{channel}> follows the server's safety default again."
+        case SafetyChanged(channel, tolerance, checker_off):
+            place = "this server's default" if channel is None else f"<#{channel}>"
+            checker = (
+                " The checker may be switched off (age-restricted channels only)."
+                if checker_off
+                else " The safety checker stays on."
+            )
+            return f"Highest safety tolerance for {place} is now {tolerance}.{checker}"
+    raise AssertionError(f"unknown admin change {change!r}")
 
 
 def guild_id_of(interaction: discord.Interaction) -> int:
@@ -88,8 +157,21 @@ def render_audit_detail(detail: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in shown if v is not None)
 
 
+def _shown(value: str | Ids | LimitSource) -> str:
+    if isinstance(value, Ids):
+        return mentions(value)
+    if isinstance(value, LimitSource):
+        scope = value.scope or LimitScope.GUILD
+        who = {
+            LimitScope.ROLE: f"role <@&{value.target_id}>",
+            LimitScope.USER: f"<@{value.target_id}>",
+        }
+        return f"{who.get(scope, 'server')} override"
+    return value
+
+
 def render_settings(rows: list[SettingRow]) -> str:
-    return "\n".join(f"{r.key} = {r.value}  ({r.source})" for r in rows)
+    return "\n".join(f"{r.key} = {_shown(r.value)}  ({_shown(r.source)})" for r in rows)
 
 
 class FlexAdmin(app_commands.Group):

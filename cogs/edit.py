@@ -11,7 +11,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.engine.quota import Refusal
 from bot.errors import UserError
 from bot.images import check_size
 from bot.model import MAX_IMAGES, EditParams, EditRequest, InputImage, JobState, JobTicket, Origin
@@ -63,12 +62,8 @@ async def check_safety(core: Core, interaction: discord.Interaction[Any], p: Edi
         )
 
 
-async def publish(
-    core: Core, interaction: discord.Interaction[Any], outcome: JobTicket | Refusal
-) -> None:
-    """Refusal -> ephemeral text; ticket -> private ack plus a public status message."""
-    if isinstance(outcome, Refusal):
-        raise UserError(outcome.message)
+async def publish(core: Core, interaction: discord.Interaction[Any], outcome: JobTicket) -> None:
+    """Ticket -> private ack plus a public status message (a refusal was raised before)."""
     await interaction.edit_original_response(content=render.queued_ack(outcome))
     status = render.status_queued(outcome)
     message = await interaction.followup.send(

@@ -18,6 +18,7 @@ from discord.ext import commands
 from bot.errors import UserError
 from bot.model import Requester
 from bot.permissions import missing_for_posting
+from cogs import render
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
@@ -72,13 +73,14 @@ async def gate(interaction: discord.Interaction[Any], *, queueing: bool) -> None
     """Raise Refused unless this member may use Flexbot here (and queue work, if ``queueing``)."""
     bot: FlexBot = interaction.client
     who = requester_of(interaction)
-    refusal = await bot.core.admin.channel_gate(
-        who.guild_id, interaction.channel_id or 0, who.role_ids, channel_is_nsfw(interaction)
-    )
-    if refusal is None and queueing:
-        refusal = await bot.core.engine.check_access(who)
-    if refusal is not None:
-        raise Refused(refusal.message)
+    try:
+        await bot.core.admin.channel_gate(
+            who.guild_id, interaction.channel_id or 0, who.role_ids, channel_is_nsfw(interaction)
+        )
+        if queueing:
+            await bot.core.engine.check_access(who)
+    except UserError as refusal:
+        raise Refused(render.refusal_text(refusal)) from None
     if queueing:
         missing = missing_permissions(interaction)
         if missing:

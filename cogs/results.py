@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import UserError
+from bot.errors import NoSuchJob, UserError
 from bot.model import Job, Origin
 from bot.params import parse_edit_params
 from cogs import render
@@ -32,7 +32,7 @@ def core_of(interaction: discord.Interaction[Any]) -> Core:
 async def load_job(core: Core, job_id: int) -> Job:
     job = await core.engine.get_job(job_id)
     if job is None:
-        raise UserError(f"There is no job #{job_id}.")
+        raise NoSuchJob(job_id)
     return job
 
 

@@ -16,6 +16,7 @@ from bot.engine import usage
 from bot.engine.quota import humanize_delta
 from bot.model import Requester, usd
 from bot.settings import UNLIMITED
+from cogs import render
 
 if TYPE_CHECKING:
     from bot.app import FlexBot
@@ -54,7 +55,9 @@ def render_usage(mu: usage.MemberUsage, now: float) -> discord.Embed:
                 f"{usd(cap.spent_micros)} of {usd(total)} · "
                 f"**{usd(cap.remaining_micros or 0)} left** · {resets}"
             )
-        embed.add_field(name=f"{cap.label} ({cap.source})", value=value, inline=False)
+        embed.add_field(
+            name=f"{cap.label} ({render.limit_source(cap.source)})", value=value, inline=False
+        )
     if mu.recent:
         lines = [f"#{j.id} {j.state} · {usd(j.held_micros + j.charged_micros)}" for j in mu.recent]
         embed.add_field(name="Recent edits", value="\n".join(lines), inline=False)

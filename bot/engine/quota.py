@@ -3,6 +3,9 @@
 Resolution of each limit, most specific first: a user override, else the highest of the member's
 role overrides (unlimited beats any number), else the guild's override, else a global override,
 else the setting. All windows are UTC calendar days and months.
+
+A limit that says no is a ``UserError`` naming the limit, what is left of it and when it resets;
+the checks here return it (they are pure), the engine raises it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bot.model import usd
+from bot.errors import UserError
+from bot.model import LimitScope, usd
 from bot.settings import Settings
 
 MONEY_LIMITS = ("user_daily_cap", "user_monthly_cap", "guild_monthly_cap", "global_monthly_cap")
@@ -29,11 +33,23 @@ _ROLE_LIMITS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSource:
+    """Where a limit's value came from: an override at ``scope`` (for ``target_id``: the member
+    or the role), or the operator's setting when ``scope`` is None."""
+
+    scope: LimitScope | None = None
+    target_id: int = 0
+
+
+DEFAULT_SOURCE = LimitSource()
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """The limits that apply to one member in one guild, with where each came from."""
 
     values: Mapping[str, int | None]
-    sources: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, LimitSource] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> int | None:
         return self.values[name]
@@ -57,13 +73,18 @@ def _higher(a: int | None, b: int | None) -> int | None:
 
 def resolve_limits(
     defaults: Mapping[str, int | None],
-    overrides: Iterable[tuple[str, int, str, int | None]],
+    overrides: Iterable[tuple[LimitScope, int, str, int | None]],
 ) -> Limits:
     """Combine settings and (scope, target_id, name, value) overrides into effective limits."""
-    by_scope: dict[str, dict[str, int | None]] = {"global": {}, "guild": {}, "user": {}}
+    by_scope: dict[LimitScope, dict[str, int | None]] = {
+        LimitScope.GLOBAL: {},
+        LimitScope.GUILD: {},
+        LimitScope.USER: {},
+    }
     roles: dict[str, tuple[int | None, int]] = {}
+    targets: dict[tuple[LimitScope, str], int] = {}
     for scope, target, name, value in overrides:
-        if scope == "role":
+        if scope == LimitScope.ROLE:
             if name not in _ROLE_LIMITS:
                 continue
             # Cooldown is the one limit where lower is more generous.
@@ -77,19 +98,20 @@ def resolve_limits(
             roles[name] = (value, target)
         else:
             by_scope[scope][name] = value
+            targets[scope, name] = target
     values: dict[str, int | None] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, LimitSource] = {}
     for name in LIMIT_NAMES:
-        if name in by_scope["user"]:
-            values[name], sources[name] = by_scope["user"][name], "member override"
-        elif name in roles:
-            values[name], sources[name] = roles[name][0], f"role <@&{roles[name][1]}>"
-        elif name in by_scope["guild"]:
-            values[name], sources[name] = by_scope["guild"][name], "server setting"
-        elif name in by_scope["global"]:
-            values[name], sources[name] = by_scope["global"][name], "bot-wide override"
+        if name in roles:
+            by_scope.setdefault(LimitScope.ROLE, {})[name] = roles[name][0]
+        for scope in (LimitScope.USER, LimitScope.ROLE, LimitScope.GUILD, LimitScope.GLOBAL):
+            if name in by_scope.get(scope, {}):
+                values[name] = by_scope[scope][name]
+                target = roles[name][1] if scope == LimitScope.ROLE else targets[scope, name]
+                sources[name] = LimitSource(scope, target)
+                break
         else:
-            values[name], sources[name] = defaults[name], "default"
+            values[name], sources[name] = defaults[name], DEFAULT_SOURCE
     return Limits(values, sources)
 
 
@@ -121,16 +143,6 @@ def humanize_delta(seconds: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a job was not queued, in the member's words, with the numbers behind it."""
-
-    limit: str
-    message: str
-    remaining_micros: int | None = None
-    resets_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Usage:
     """Money held or spent in each window that matters for one member, at one instant."""
 
@@ -145,8 +157,8 @@ def _resets(at: datetime, now: float) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC (in {humanize_delta(at.timestamp() - now)})"
 
 
-def check_budget(estimate: int, limits: Limits, usage: Usage, now: float) -> Refusal | None:
-    """The first money cap this estimate would break, or None when it fits."""
+def check_budget(estimate: int, limits: Limits, usage: Usage, now: float) -> UserError | None:
+    """The first money cap this estimate would break (to raise), or None when it fits."""
     tomorrow = day_start(now) + timedelta(days=1)
     month = next_month(now)
     checks = (
@@ -161,36 +173,35 @@ def check_budget(estimate: int, limits: Limits, usage: Usage, now: float) -> Ref
             continue
         remaining = max(0, cap + credit - spent)
         if estimate > remaining:
-            return Refusal(
+            return UserError(
+                f"This edit costs about {usd(estimate)}, but only {usd(remaining)} is left of "
+                f"{words} ({usd(cap + credit)}). It resets {_resets(resets, now)}. Use fewer "
+                "or smaller images, or ask an admin for more credit.",
                 limit=name,
-                message=(
-                    f"This edit costs about {usd(estimate)}, but only {usd(remaining)} is left of "
-                    f"{words} ({usd(cap + credit)}). It resets {_resets(resets, now)}. Use fewer "
-                    "or smaller images, or ask an admin for more credit."
-                ),
-                remaining_micros=remaining,
-                resets_at=resets,
+                remaining=remaining,
+                resets_at=resets.timestamp(),
             )
     return None
 
 
 def check_counts(
     limits: Limits, queued: int, running: int, last_submit: float | None, now: float
-) -> Refusal | None:
-    """Per-member queue size and cooldown."""
+) -> UserError | None:
+    """Per-member queue size and cooldown: the limit that says no (to raise), or None."""
     max_queued = limits["user_max_queued"]
     if max_queued is not None and queued >= max_queued:
-        return Refusal(
-            "user_max_queued",
+        return UserError(
             f"You already have {queued} edits waiting (the limit is {max_queued}). Wait for one "
             "to finish or cancel one with /queue.",
+            limit="user_max_queued",
+            remaining=0,
         )
     cooldown = limits["user_cooldown_seconds"] or 0
     if last_submit is not None and now - last_submit < cooldown:
         wait = cooldown - (now - last_submit)
-        return Refusal(
-            "user_cooldown_seconds",
+        return UserError(
             f"Slow down a little: you can start another edit in {humanize_delta(wait + 0.999)}.",
-            resets_at=datetime.fromtimestamp(last_submit + cooldown, UTC),
+            limit="user_cooldown_seconds",
+            resets_at=last_submit + cooldown,
         )
     return None

@@ -15,14 +15,14 @@ from decimal import Decimal
 
 from bot.engine import quota
 from bot.engine.engine import Engine
-from bot.model import MICROS_PER_USD, Job, JobState, Requester
+from bot.model import MICROS_PER_USD, Job, JobState, Requester, UsagePeriod
 from bot.store import jobs as jobs_repo
 from bot.store import usage as usage_repo
 from bot.store.db import Database
 from bot.store.usage import Breakdown, Totals
 
 SERIES_DAYS = 30
-PERIODS = ("today", "month", "last30", "all")
+PERIODS = tuple(UsagePeriod)
 CSV_HEADER = (
     "job_id",
     "created_utc",
@@ -47,7 +47,7 @@ class CapLine:
     spent_micros: int
     credit_micros: int
     resets_at: datetime
-    source: str
+    source: quota.LimitSource
 
     @property
     def remaining_micros(self) -> int | None:
@@ -96,18 +96,18 @@ class UsageReport:
     ledger_total_micros: int
 
 
-def period(name: str, now: float) -> Period:
+def period(name: UsagePeriod | str, now: float) -> Period:
     """``today``, ``month`` (this UTC month), ``last30`` (30 UTC days) or ``all``."""
     end = now + 1.0
-    if name == "today":
+    if name == UsagePeriod.TODAY:
         return Period(quota.day_start(now).timestamp(), end, "today (UTC)")
-    if name == "month":
+    if name == UsagePeriod.MONTH:
         start = quota.month_start(now)
         return Period(start.timestamp(), end, f"{start:%B %Y} (UTC)")
-    if name == "last30":
+    if name == UsagePeriod.LAST30:
         start = quota.day_start(now) - timedelta(days=SERIES_DAYS - 1)
         return Period(start.timestamp(), end, "the last 30 days")
-    if name == "all":
+    if name == UsagePeriod.ALL:
         return Period(0.0, end, "all time")
     raise ValueError(f"unknown period {name!r}; one of {', '.join(PERIODS)}")
 
@@ -123,7 +123,7 @@ async def daily_series(
     """Spend per UTC day for the last ``days`` days, oldest first, today last, zeros included."""
     first = quota.day_start(now) - timedelta(days=days - 1)
     by_day = await usage_repo.spend_by_day(
-        db.conn, first.timestamp(), now + 1.0, guild_id=guild_id, user_id=user_id
+        db, first.timestamp(), now + 1.0, guild_id=guild_id, user_id=user_id
     )
     return tuple(((first + timedelta(days=i)).date(), by_day.get(i, 0)) for i in range(days))
 
@@ -147,10 +147,18 @@ async def member_usage(
         )
     windows.append(("global_monthly_cap", "The bot's monthly budget", used.global_month, 0, month))
     caps = tuple(
-        CapLine(name, label, limits[name], spent, credit, resets, limits.sources.get(name, ""))
+        CapLine(
+            name,
+            label,
+            limits[name],
+            spent,
+            credit,
+            resets,
+            limits.sources.get(name, quota.DEFAULT_SOURCE),
+        )
         for name, label, spent, credit, resets in windows
     )
-    queued, running = await jobs_repo.count_active(engine.db.conn, requester.user_id)
+    queued, running = await jobs_repo.count_active(engine.db, requester.user_id)
     return MemberUsage(
         today_micros=used.user_day,
         month_micros=used.user_month,
@@ -159,45 +167,44 @@ async def member_usage(
         queued=queued,
         running=running,
         series=await daily_series(engine.db, now, user_id=requester.user_id),
-        recent=tuple(await jobs_repo.recent_jobs(engine.db.conn, requester.user_id, 5)),
+        recent=tuple(await jobs_repo.recent_jobs(engine.db, requester.user_id, 5)),
     )
 
 
 async def recent_history(db: Database, user_id: int, limit: int = 10) -> list[Job]:
     """A member's newest jobs, newest first."""
-    return await jobs_repo.recent_jobs(db.conn, user_id, limit)
+    return await jobs_repo.recent_jobs(db, user_id, limit)
 
 
 async def jobs_per_state(
     db: Database, *, guild_id: int | None = None, user_id: int | None = None
 ) -> dict[str, int]:
-    return await usage_repo.jobs_per_state(db.conn, guild_id=guild_id, user_id=user_id)
+    return await usage_repo.jobs_per_state(db, guild_id=guild_id, user_id=user_id)
 
 
 async def totals(db: Database, span: Period, *, guild_id: int | None = None) -> Totals:
-    return await usage_repo.totals(db.conn, span.since, span.until, guild_id=guild_id)
+    return await usage_repo.totals(db, span.since, span.until, guild_id=guild_id)
 
 
 async def usage_report(
     db: Database, guild_id: int | None, span: Period, *, top: int = 10
 ) -> UsageReport:
     """Totals, top members and channels of a server (or of the whole bot) in a period."""
-    conn = db.conn
     return UsageReport(
         period=span,
-        totals=await usage_repo.totals(conn, span.since, span.until, guild_id=guild_id),
+        totals=await usage_repo.totals(db, span.since, span.until, guild_id=guild_id),
         top_members=tuple(
             await usage_repo.breakdown(
-                conn, "user_id", span.since, span.until, guild_id=guild_id, limit=top
+                db, "user_id", span.since, span.until, guild_id=guild_id, limit=top
             )
         ),
         channels=tuple(
             await usage_repo.breakdown(
-                conn, "channel_id", span.since, span.until, guild_id=guild_id, limit=top
+                db, "channel_id", span.since, span.until, guild_id=guild_id, limit=top
             )
         ),
         ledger_total_micros=await usage_repo.ledger_total(
-            conn, span.since, span.until, guild_id=guild_id
+            db, span.since, span.until, guild_id=guild_id
         ),
     )
 
@@ -209,7 +216,7 @@ def dollars(micros: int) -> str:
 
 async def csv_rows(db: Database, guild_id: int | None, span: Period) -> list[tuple[str, ...]]:
     """One row per job, amounts from the ledger; ``amount_usd`` sums to the ledger total."""
-    rows = await usage_repo.ledger_rows(db.conn, span.since, span.until, guild_id=guild_id)
+    rows = await usage_repo.ledger_rows(db, span.since, span.until, guild_id=guild_id)
     return [
         (
             str(r.job_id),
@@ -253,7 +260,7 @@ async def queue_for(engine: Engine, user_id: int) -> list[QueueEntry]:
     """A member's queued and running jobs, oldest first."""
     states = [*JobState.ACTIVE, JobState.FETCHED]
     entries = []
-    for job in await jobs_repo.jobs_in_states(engine.db.conn, states, user_id=user_id):
+    for job in await jobs_repo.jobs_in_states(engine.db, states, user_id=user_id):
         place = engine.position(job.id) if job.state == JobState.QUEUED else None
         entries.append(QueueEntry(job, place[0] if place else None, place[1] if place else None))
     return entries

@@ -1,9 +1,16 @@
-"""The SQLite connection: WAL, foreign keys, numbered migrations, write transactions."""
+"""The SQLite connection: WAL, foreign keys, numbered migrations, write transactions.
+
+Code outside ``bot/store/`` never touches the connection. It passes a ``Database`` to the store's
+read functions and a ``Tx`` (from ``async with db.transaction() as tx``) to its write functions,
+so a write outside a transaction does not type-check. The database and its -wal/-shm files are
+private to the bot's user (0600 in a 0700 directory) whatever the umask.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -35,6 +42,34 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def _private_files(path: Path) -> None:
+    """Create the database's directory 0700 and its file 0600, whatever the umask.
+
+    SQLite gives the -wal and -shm files the database file's own mode, so they follow.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=DIR_MODE)
+        os.chmod(path.parent, DIR_MODE)  # mkdir's mode is filtered through the umask
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+    os.close(fd)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            os.chmod(name, FILE_MODE)
+
+
+class Tx:
+    """An open write transaction; pass it to the store's write functions."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+
 class Database:
     """One aiosqlite connection, used by every repository in this process.
 
@@ -52,7 +87,7 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_files(path)
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         try:
@@ -62,6 +97,7 @@ class Database:
             await conn.execute("PRAGMA busy_timeout=10000")
             db = cls(conn, path)
             await db.migrate()
+            _private_files(path)  # the -wal and -shm files exist now
         except BaseException:
             await conn.close()
             raise
@@ -80,6 +116,11 @@ class Database:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query (the health check)."""
+        async with self.conn.execute("SELECT 1") as cur:
+            return await cur.fetchone() is not None
 
     async def schema_version(self) -> int:
         async with self.conn.execute("PRAGMA user_version") as cur:
@@ -108,27 +149,40 @@ class Database:
         return applied
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Tx]:
         """A write transaction: committed on success, rolled back on any exception."""
         async with self._write_lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
+                yield Tx(self.conn)
             except BaseException:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
 
 
-async def fetch_all(
-    conn: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()
-) -> list[aiosqlite.Row]:
+#: What a read goes through: the database, or the transaction it must see the writes of.
+Reader = Database | Tx
+
+
+async def fetch_all(src: Reader, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
     """Run a query and return every row in one hop to the database thread."""
-    return list(await conn.execute_fetchall(sql, args))
+    return list(await src.conn.execute_fetchall(sql, args))
 
 
-async def fetch_one(
-    conn: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()
-) -> aiosqlite.Row | None:
-    rows = await fetch_all(conn, sql, args)
+async def fetch_one(src: Reader, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    rows = await fetch_all(src, sql, args)
     return rows[0] if rows else None
+
+
+async def execute(tx: Tx, sql: str, args: Sequence[Any] = ()) -> int:
+    """Run one write statement inside a transaction; the number of rows it changed."""
+    cur = await tx.conn.execute(sql, args)
+    return cur.rowcount
+
+
+async def insert(tx: Tx, sql: str, args: Sequence[Any] = ()) -> int:
+    """Run one INSERT inside a transaction; the new row's id."""
+    cur = await tx.conn.execute(sql, args)
+    assert cur.lastrowid is not None
+    return cur.lastrowid

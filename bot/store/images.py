@@ -1,16 +1,17 @@
-"""The blobs table: what is known about each stored image, beyond its bytes on disk."""
+"""The blobs table: what is known about each stored image, beyond its bytes on disk
+(``bot.store.blobs`` holds the bytes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
-from bot.store.db import fetch_all, fetch_one
+from bot.store.db import Reader, Tx, execute, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
 class BlobRow:
+    """One image's size, type, deletion and cached fal storage URL."""
+
     sha256: str
     width: int
     height: int
@@ -21,7 +22,7 @@ class BlobRow:
 
 
 async def record_blob(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     sha256: str,
     size: int,
     width: int,
@@ -30,7 +31,8 @@ async def record_blob(
     now: float,
 ) -> None:
     """Record a stored image; storing it again refreshes its retention and undeletes it."""
-    await conn.execute(
+    await execute(
+        tx,
         "INSERT INTO blobs (sha256, size, width, height, content_type, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET"
         " created_at = excluded.created_at, deleted_at = NULL",
@@ -38,9 +40,9 @@ async def record_blob(
     )
 
 
-async def get_blob(conn: aiosqlite.Connection, sha256: str) -> BlobRow | None:
+async def get_blob(src: Reader, sha256: str) -> BlobRow | None:
     row = await fetch_one(
-        conn,
+        src,
         "SELECT width, height, content_type, deleted_at, fal_url, fal_url_at FROM blobs"
         " WHERE sha256 = ?",
         (sha256,),
@@ -58,19 +60,19 @@ async def get_blob(conn: aiosqlite.Connection, sha256: str) -> BlobRow | None:
     )
 
 
-async def set_fal_url(conn: aiosqlite.Connection, sha256: str, url: str, now: float) -> None:
-    await conn.execute(
-        "UPDATE blobs SET fal_url = ?, fal_url_at = ? WHERE sha256 = ?", (url, now, sha256)
+async def set_fal_url(tx: Tx, sha256: str, url: str, now: float) -> None:
+    await execute(
+        tx, "UPDATE blobs SET fal_url = ?, fal_url_at = ? WHERE sha256 = ?", (url, now, sha256)
     )
 
 
-async def blobs_older_than(conn: aiosqlite.Connection, cutoff: float) -> list[str]:
+async def blobs_older_than(src: Reader, cutoff: float) -> list[str]:
     """Hashes of images not yet deleted whose last store is older than ``cutoff``."""
     rows = await fetch_all(
-        conn, "SELECT sha256 FROM blobs WHERE deleted_at IS NULL AND created_at < ?", (cutoff,)
+        src, "SELECT sha256 FROM blobs WHERE deleted_at IS NULL AND created_at < ?", (cutoff,)
     )
     return [str(r[0]) for r in rows]
 
 
-async def mark_deleted(conn: aiosqlite.Connection, sha256: str, now: float) -> None:
-    await conn.execute("UPDATE blobs SET deleted_at = ? WHERE sha256 = ?", (now, sha256))
+async def mark_deleted(tx: Tx, sha256: str, now: float) -> None:
+    await execute(tx, "UPDATE blobs SET deleted_at = ? WHERE sha256 = ?", (now, sha256))

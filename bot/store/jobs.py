@@ -1,7 +1,7 @@
-"""The jobs table (the queue) and the ledger (the money), as SQL behind small functions.
+"""The jobs table (the queue), as SQL behind small functions.
 
 Every state change is a compare-and-set: ``UPDATE ... WHERE id = ? AND state IN (...)``; the caller
-learns whether it won. Money moves only together with a ledger row, in the caller's transaction.
+learns whether it won. Money columns move only with a ledger row (``bot.store.ledger``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import aiosqlite
 
 from bot.model import EditParams, Job, JobState, LedgerKind, Origin
-from bot.store.db import fetch_all
+from bot.store import ledger
+from bot.store.db import Reader, Tx, execute, fetch_all, fetch_one, insert
 
 _COLUMNS = (
     "id, state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id, endpoint, params,"
@@ -95,9 +96,10 @@ class NewJob:
     source_message_id: int | None = None
 
 
-async def insert_job(conn: aiosqlite.Connection, new: NewJob, now: float) -> int:
+async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
     """Insert a queued job holding its estimate, with its ``reserve`` ledger row."""
-    cur = await conn.execute(
+    job_id = await insert(
+        tx,
         "INSERT INTO jobs (state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id,"
         " endpoint, params, input_hashes, seed, estimate_micros, held_micros, source_message_id,"
         " created_at, updated_at) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -119,51 +121,19 @@ async def insert_job(conn: aiosqlite.Connection, new: NewJob, now: float) -> int
             now,
         ),
     )
-    job_id = cur.lastrowid
-    assert job_id is not None
-    await add_ledger(
-        conn, job_id, LedgerKind.RESERVE, new.estimate_micros, new.user_id, new.guild_id, now
+    await ledger.add(
+        tx, job_id, LedgerKind.RESERVE, new.estimate_micros, new.user_id, new.guild_id, now
     )
     return job_id
 
 
-async def add_ledger(
-    conn: aiosqlite.Connection,
-    job_id: int,
-    kind: LedgerKind,
-    amount: int,
-    user_id: int,
-    guild_id: int | None,
-    now: float,
-) -> None:
-    """Append one ledger row and move the job's held/charged columns with it."""
-    if kind not in LedgerKind or amount < 0:
-        raise ValueError(f"bad ledger row {kind} {amount}")
-    await conn.execute(
-        "INSERT INTO ledger (job_id, kind, amount_micros, user_id, guild_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (job_id, kind, amount, user_id, guild_id, now),
-    )
-    column, sign = {
-        LedgerKind.RESERVE: ("held_micros", 1),
-        LedgerKind.RELEASE: ("held_micros", -1),
-        LedgerKind.CHARGE: ("charged_micros", 1),
-        LedgerKind.REFUND: ("charged_micros", -1),
-    }[kind]
-    if kind != LedgerKind.RESERVE:  # insert_job already set held_micros with the reserve
-        await conn.execute(
-            f"UPDATE jobs SET {column} = {column} + ? WHERE id = ?", (sign * amount, job_id)
-        )
-
-
-async def get_job(conn: aiosqlite.Connection, job_id: int) -> Job | None:
-    rows = await fetch_all(conn, f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-    row = rows[0] if rows else None
+async def get_job(src: Reader, job_id: int) -> Job | None:
+    row = await fetch_one(src, f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
     return _job(row) if row else None
 
 
 async def jobs_in_states(
-    conn: aiosqlite.Connection, states: Iterable[str], *, user_id: int | None = None
+    src: Reader, states: Iterable[str], *, user_id: int | None = None
 ) -> list[Job]:
     states = list(states)
     sql = f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({','.join('?' * len(states))})"
@@ -171,13 +141,13 @@ async def jobs_in_states(
     if user_id is not None:
         sql += " AND user_id = ?"
         args.append(user_id)
-    rows = await fetch_all(conn, sql + " ORDER BY id", args)
+    rows = await fetch_all(src, sql + " ORDER BY id", args)
     return [_job(row) for row in rows]
 
 
-async def recent_jobs(conn: aiosqlite.Connection, user_id: int, limit: int) -> list[Job]:
+async def recent_jobs(src: Reader, user_id: int, limit: int) -> list[Job]:
     rows = await fetch_all(
-        conn,
+        src,
         f"SELECT {_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ?",
         (user_id, limit),
     )
@@ -185,7 +155,7 @@ async def recent_jobs(conn: aiosqlite.Connection, user_id: int, limit: int) -> l
 
 
 async def transition(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     job_id: int,
     from_states: Sequence[str],
     to_state: str,
@@ -198,28 +168,30 @@ async def transition(
         raise ValueError(f"not updatable: {sorted(bad)}")
     sets = ["state = ?", "updated_at = ?"] + [f"{name} = ?" for name in changes]
     args: list[Any] = [to_state, time.time() if now is None else now, *changes.values()]
-    cur = await conn.execute(
+    changed = await execute(
+        tx,
         f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
         f" AND state IN ({','.join('?' * len(from_states))})",
         (*args, job_id, *from_states),
     )
-    return cur.rowcount == 1
+    return changed == 1
 
 
-async def update_job(conn: aiosqlite.Connection, job_id: int, **changes: Any) -> None:
+async def update_job(tx: Tx, job_id: int, **changes: Any) -> None:
     """Change non-state fields (message ids, cancel flag)."""
     bad = set(changes) - _UPDATABLE
     if bad or not changes:
         raise ValueError(f"not updatable: {sorted(bad)}")
     sets = ", ".join(f"{name} = ?" for name in changes)
-    await conn.execute(
+    await execute(
+        tx,
         f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?",
         (*changes.values(), time.time(), job_id),
     )
 
 
 async def spend(
-    conn: aiosqlite.Connection,
+    src: Reader,
     since: float,
     *,
     user_id: int | None = None,
@@ -234,15 +206,15 @@ async def spend(
     if guild_id is not None:
         sql += " AND guild_id = ?"
         args.append(guild_id)
-    rows = await fetch_all(conn, sql, args)
+    rows = await fetch_all(src, sql, args)
     row = rows[0] if rows else None
     return int(row[0]) if row else 0
 
 
-async def count_active(conn: aiosqlite.Connection, user_id: int) -> tuple[int, int]:
+async def count_active(src: Reader, user_id: int) -> tuple[int, int]:
     """(queued, running) jobs of a user; running includes submitting and fetched."""
     rows = await fetch_all(
-        conn,
+        src,
         "SELECT SUM(state = 'queued'), SUM(state IN ('submitting', 'running', 'fetched'))"
         " FROM jobs WHERE user_id = ? AND state IN ('queued','submitting','running','fetched')",
         (user_id,),
@@ -251,16 +223,16 @@ async def count_active(conn: aiosqlite.Connection, user_id: int) -> tuple[int, i
     return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
 
-async def last_submission(conn: aiosqlite.Connection, user_id: int) -> float | None:
-    rows = await fetch_all(conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,))
+async def last_submission(src: Reader, user_id: int) -> float | None:
+    rows = await fetch_all(src, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,))
     row = rows[0] if rows else None
     return float(row[0]) if row and row[0] is not None else None
 
 
-async def recent_durations(conn: aiosqlite.Connection, limit: int = 20) -> list[float]:
+async def recent_durations(src: Reader, limit: int = 20) -> list[float]:
     """How long recent fal jobs took from start to fetched, newest first."""
     rows = await fetch_all(
-        conn,
+        src,
         "SELECT finished_at - started_at FROM jobs WHERE state IN ('delivered','undeliverable',"
         " 'fetched') AND started_at IS NOT NULL AND finished_at IS NOT NULL"
         " ORDER BY id DESC LIMIT ?",
@@ -269,28 +241,15 @@ async def recent_durations(conn: aiosqlite.Connection, limit: int = 20) -> list[
     return [float(r[0]) for r in rows]
 
 
-async def ledger_for(conn: aiosqlite.Connection, job_id: int) -> dict[str, int]:
-    """Sum of each ledger kind for one job."""
-    totals: dict[str, int] = dict.fromkeys(LedgerKind, 0)
-    rows = await fetch_all(
-        conn,
-        "SELECT kind, SUM(amount_micros) FROM ledger WHERE job_id = ? GROUP BY kind",
-        (job_id,),
-    )
-    for kind, amount in rows:
-        totals[kind] = int(amount)
-    return totals
-
-
-async def count_by_state(conn: aiosqlite.Connection) -> dict[str, int]:
-    rows = await fetch_all(conn, "SELECT state, count(*) FROM jobs GROUP BY state")
+async def count_by_state(src: Reader) -> dict[str, int]:
+    rows = await fetch_all(src, "SELECT state, count(*) FROM jobs GROUP BY state")
     return {str(state): int(n) for state, n in rows}
 
 
-async def spend_by_guild(conn: aiosqlite.Connection, since: float) -> dict[int | None, int]:
+async def spend_by_guild(src: Reader, since: float) -> dict[int | None, int]:
     """Money held or charged per guild for jobs created since ``since``."""
     rows = await fetch_all(
-        conn,
+        src,
         "SELECT guild_id, SUM(held_micros + charged_micros) FROM jobs WHERE created_at >= ?"
         " GROUP BY guild_id",
         (since,),

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from bot.store.db import fetch_all
+from bot.store.db import Reader, fetch_all
 
 # Per job, from the ledger: charge - refund + (reserve - release).
 _LEDGER_NET = (
@@ -79,7 +77,7 @@ def _where(
 
 
 async def spend_by_day(
-    conn: aiosqlite.Connection,
+    src: Reader,
     since: float,
     until: float,
     *,
@@ -89,7 +87,7 @@ async def spend_by_day(
     """Spend per day index (0 = the day starting at ``since``, UTC days of 86,400 s)."""
     where, args = _where(since, until, guild_id, user_id)
     rows = await fetch_all(
-        conn,
+        src,
         "SELECT CAST((created_at - ?) / 86400 AS INTEGER) AS d,"
         " SUM(held_micros + charged_micros) FROM jobs" + where + " GROUP BY d",
         [since, *args],
@@ -98,7 +96,7 @@ async def spend_by_day(
 
 
 async def jobs_per_state(
-    conn: aiosqlite.Connection, *, guild_id: int | None = None, user_id: int | None = None
+    src: Reader, *, guild_id: int | None = None, user_id: int | None = None
 ) -> dict[str, int]:
     sql = "SELECT state, COUNT(*) FROM jobs WHERE 1 = 1"
     args: list[Any] = []
@@ -108,12 +106,12 @@ async def jobs_per_state(
     if user_id is not None:
         sql += " AND user_id = ?"
         args.append(user_id)
-    rows = await fetch_all(conn, sql + " GROUP BY state", args)
+    rows = await fetch_all(src, sql + " GROUP BY state", args)
     return {str(r[0]): int(r[1]) for r in rows}
 
 
 async def totals(
-    conn: aiosqlite.Connection,
+    src: Reader,
     since: float,
     until: float,
     *,
@@ -122,7 +120,7 @@ async def totals(
 ) -> Totals:
     where, args = _where(since, until, guild_id, user_id)
     rows = await fetch_all(
-        conn,
+        src,
         "SELECT COUNT(*), SUM(state = 'delivered'), SUM(state = 'failed'),"
         " SUM(state = 'cancelled'), SUM(held_micros), SUM(charged_micros) FROM jobs" + where,
         args,
@@ -133,7 +131,7 @@ async def totals(
 
 
 async def breakdown(
-    conn: aiosqlite.Connection,
+    src: Reader,
     column: str,
     since: float,
     until: float,
@@ -146,7 +144,7 @@ async def breakdown(
         raise ValueError(column)
     where, args = _where(since, until, guild_id, None)
     rows = await fetch_all(
-        conn,
+        src,
         f"SELECT {column}, COUNT(*), SUM(held_micros + charged_micros) AS spent FROM jobs"
         + where
         + f" GROUP BY {column} ORDER BY spent DESC, {column} LIMIT ?",
@@ -156,12 +154,12 @@ async def breakdown(
 
 
 async def ledger_rows(
-    conn: aiosqlite.Connection, since: float, until: float, *, guild_id: int | None
+    src: Reader, since: float, until: float, *, guild_id: int | None
 ) -> list[LedgerJobRow]:
     """Every job of the period with its money summed from the ledger, oldest first."""
     where, args = _where(since, until, guild_id, None, prefix="j.")
     rows = await fetch_all(
-        conn,
+        src,
         "SELECT j.id, j.created_at, j.user_id, j.guild_id, j.channel_id, j.state, j.origin,"
         f" {_LEDGER_HELD}, {_LEDGER_NET} - {_LEDGER_HELD}"
         " FROM jobs j JOIN ledger l ON l.job_id = j.id" + where + " GROUP BY j.id ORDER BY j.id",
@@ -183,13 +181,11 @@ async def ledger_rows(
     ]
 
 
-async def ledger_total(
-    conn: aiosqlite.Connection, since: float, until: float, *, guild_id: int | None
-) -> int:
+async def ledger_total(src: Reader, since: float, until: float, *, guild_id: int | None) -> int:
     """charge - refund + held over the ledger rows of the period's jobs."""
     where, args = _where(since, until, guild_id, None, prefix="j.")
     rows = await fetch_all(
-        conn,
+        src,
         f"SELECT COALESCE({_LEDGER_NET}, 0) FROM jobs j JOIN ledger l ON l.job_id = j.id" + where,
         args,
     )

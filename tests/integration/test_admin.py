@@ -6,12 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin import Admin, SafetyPolicy, parse_limit_value, parse_money
-from bot.engine.quota import Refusal
+from bot.admin import (
+    Admin,
+    AdminChange,
+    GateRefused,
+    Ids,
+    SafetyPolicy,
+    parse_limit_value,
+    parse_money,
+)
+from bot.engine.quota import LimitSource
 from bot.errors import UserError
 from bot.fal.fake import FakeFal
-from bot.model import JobTicket, Requester
-from bot.store import policy as policy_repo
+from bot.model import JobTicket, LimitScope, Requester
+from bot.store import audit as audit_repo
 from tests.support.engine_kit import engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
@@ -44,8 +52,8 @@ async def test_every_admin_change_writes_an_audit_row_with_the_actor(
             admin.clear_safety(ADMIN, GUILD, 100),
         ]
         for change in changes:
-            assert isinstance(await change, str)
-        rows = await policy_repo.audit_rows(kit.db.conn, GUILD, limit=100)
+            assert isinstance(await change, AdminChange)
+        rows = await audit_repo.audit_rows(kit.db, GUILD, limit=100)
         assert len(rows) == len(changes)
         assert {r.actor_id for r in rows} == {ADMIN}
         assert [r.action for r in reversed(rows)][:3] == ["set_limit", "set_limit", "set_limit"]
@@ -66,7 +74,7 @@ async def test_a_refused_change_writes_no_audit_row(tmp_path: Path, fake_fal: Fa
             await admin.revoke_credit(ADMIN, GUILD, 1, 1, None)
         with pytest.raises(UserError, match="age-restricted"):
             await admin.set_safety(ADMIN, GUILD, 100, "5", True, channel_is_nsfw=False)
-        assert await policy_repo.audit_rows(kit.db.conn, GUILD) == []
+        assert await audit_repo.audit_rows(kit.db, GUILD) == []
 
 
 async def test_admin_daily_cap_refuses_the_next_edit_over_it(
@@ -78,10 +86,11 @@ async def test_admin_daily_cap_refuses_the_next_edit_over_it(
         assert isinstance(first, JobTicket)
         done = await kit.wait_final(first.job_id)
         await admin.set_limit(ADMIN, GUILD, "user_daily_cap", done.charged_micros)
-        refused = await kit.submit(user=1)
-        assert isinstance(refused, Refusal)
+        with pytest.raises(UserError) as info:
+            await kit.submit(user=1)
+        refused = info.value
         assert refused.limit == "user_daily_cap"
-        assert refused.remaining_micros == 0
+        assert refused.remaining == 0
         # Credit lifts the member above the cap again.
         await admin.grant_credit(ADMIN, GUILD, 1, 1_000_000, None)
         assert isinstance(await kit.submit(user=1), JobTicket)
@@ -102,7 +111,7 @@ async def test_member_override_beats_role_which_beats_server(
         assert plain["user_daily_cap"] == 2_000_000
         assert artist["user_daily_cap"] == 3_000_000
         assert member["user_daily_cap"] == 4_000_000
-        assert member.sources["user_daily_cap"] == "member override"
+        assert member.sources["user_daily_cap"] == LimitSource(LimitScope.USER, 1)
         other_guild = await engine.limits_for(Requester(1, 11, 100, ()))
         assert other_guild["user_daily_cap"] == kit.settings.user_daily_cap
 
@@ -111,21 +120,21 @@ async def test_pause_and_block_refuse_edits_until_lifted(tmp_path: Path, fake_fa
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         await admin.pause(ADMIN, GUILD)
-        refused = await kit.submit(user=1)
-        assert isinstance(refused, Refusal)
-        assert refused.limit == "paused"
+        with pytest.raises(UserError) as info:
+            await kit.submit(user=1)
+        assert info.value.limit == "paused"
         assert isinstance(await kit.submit(user=1, guild=11), JobTicket)
         await admin.resume(ADMIN, GUILD)
         await admin.block(ADMIN, GUILD, 1)
-        refused = await kit.submit(user=1)
-        assert isinstance(refused, Refusal)
-        assert refused.limit == "blocked"
+        with pytest.raises(UserError) as info:
+            await kit.submit(user=1)
+        assert info.value.limit == "blocked"
         await admin.unblock(ADMIN, GUILD, 1)
         assert isinstance(await kit.submit(user=1), JobTicket)
         await admin.pause(ADMIN, None)
-        refused = await kit.submit(user=3, guild=12)
-        assert isinstance(refused, Refusal)
-        assert "everywhere" in refused.message
+        with pytest.raises(UserError) as info:
+            await kit.submit(user=3, guild=12)
+        assert "everywhere" in info.value.message
 
 
 async def test_channel_gate_allowed_channels_required_role_and_dms(
@@ -133,24 +142,24 @@ async def test_channel_gate_allowed_channels_required_role_and_dms(
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
-        assert await admin.channel_gate(GUILD, 100, [], False) is None
-        dm = await admin.channel_gate(None, 5, [], False)
-        assert dm is not None
-        assert dm.limit == "dms"
+        await admin.channel_gate(GUILD, 100, [], False)  # passes: raises nothing
+        with pytest.raises(GateRefused) as dm:
+            await admin.channel_gate(None, 5, [], False)
+        assert dm.value.limit == "dms"
         await admin.set_allowed_channels(ADMIN, GUILD, [100])
-        refused = await admin.channel_gate(GUILD, 101, [], False)
-        assert refused is not None
-        assert "<#100>" in refused.message
+        with pytest.raises(GateRefused) as refused:
+            await admin.channel_gate(GUILD, 101, [], False)
+        assert refused.value.channel_ids == (100,)
         await admin.set_required_role(ADMIN, GUILD, 9)
-        refused = await admin.channel_gate(GUILD, 100, [8], False)
-        assert refused is not None
-        assert refused.limit == "role"
-        assert "<@&9>" in refused.message
-        assert await admin.channel_gate(GUILD, 100, [8, 9], False) is None
+        with pytest.raises(GateRefused) as refused:
+            await admin.channel_gate(GUILD, 100, [8], False)
+        assert refused.value.limit == "role"
+        assert refused.value.role_id == 9
+        await admin.channel_gate(GUILD, 100, [8, 9], False)
         await admin.set_allowed_channels(ADMIN, GUILD, [])
-        assert await admin.channel_gate(GUILD, 555, [9], False) is None
+        await admin.channel_gate(GUILD, 555, [9], False)
     async with engine_kit(tmp_path / "dms", fake_fal.url, start=False, allow_dms=True) as kit:
-        assert await Admin(kit.db, kit.settings).channel_gate(None, 5, [], False) is None
+        await Admin(kit.db, kit.settings).channel_gate(None, 5, [], False)
 
 
 async def test_safety_policy_defaults_server_default_and_channel_override(
@@ -178,9 +187,12 @@ async def test_settings_report_shows_effective_values_and_their_sources(
         keys = {r.key for r in rows}
         assert {k for k, _, _ in kit.settings.describe()} <= keys
         assert any(
-            r.key == "user_daily_cap" and r.value == "$2.50" and "<@&77>" in r.source for r in rows
+            r.key == "user_daily_cap"
+            and r.value == "$2.50"
+            and r.source == LimitSource(LimitScope.ROLE, 77)
+            for r in rows
         )
-        assert any(r.key == "allowed_channels" and r.value == "<#100>" for r in rows)
+        assert any(r.key == "allowed_channels" and r.value == Ids("channel", (100,)) for r in rows)
         assert any(r.key == "poll_interval_seconds" and r.source == "default" for r in rows)
 
 

@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 
-from bot.engine.quota import Refusal
+from bot.engine.quota import LimitSource
+from bot.errors import UserError
 from bot.fal.fake import FakeFal
-from bot.model import ImageSize, JobState, JobTicket, Requester
+from bot.model import ImageSize, JobState, JobTicket, LimitScope, Requester
+from bot.store import access as access_repo
+from bot.store import credits as credits_repo
 from bot.store import jobs as jobs_repo
+from bot.store import ledger as ledger_repo
 from bot.store import limits as limits_repo
+from bot.store import prefs as prefs_repo
 from tests.support.engine_kit import Kit, engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
-def ticket(result: JobTicket | Refusal) -> JobTicket:
+def ticket(result: JobTicket) -> JobTicket:
     assert isinstance(result, JobTicket), result
     return result
 
 
-def refusal(result: JobTicket | Refusal) -> Refusal:
-    assert isinstance(result, Refusal), result
-    return result
+async def refused(submit: Awaitable[JobTicket]) -> UserError:
+    with pytest.raises(UserError) as info:
+        await submit
+    return info.value
 
 
 async def ledger(kit: Kit, job_id: int) -> dict[str, int]:
-    return await jobs_repo.ledger_for(kit.db.conn, job_id)
+    return dict(await ledger_repo.totals_for(kit.db, job_id))
 
 
 async def test_submitted_job_is_delivered_and_charged_its_actual_price(
@@ -70,9 +77,9 @@ async def test_daily_cap_refusal_names_limit_remaining_and_reset(
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=150_000) as kit:
         ticket(await kit.submit(user=1))  # holds $0.10 of $0.15
-        r = refusal(await kit.submit(user=1))
+        r = await refused(kit.submit(user=1))
         assert r.limit == "user_daily_cap"
-        assert r.remaining_micros == 50_000
+        assert r.remaining == 50_000
         assert "$0.05 is left of your daily budget ($0.15)" in r.message
         assert "UTC" in r.message
         ticket(await kit.submit(user=2))  # another member is not affected
@@ -82,25 +89,27 @@ async def test_highest_role_cap_wins_and_user_override_beats_roles(
     tmp_path: Path, fake_fal: FakeFal
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=50_000) as kit:
-        conn = kit.db.conn
-        await limits_repo.set_limit(conn, "role", 10, 501, "user_daily_cap", 100_000, 9)
-        await limits_repo.set_limit(conn, "role", 10, 502, "user_daily_cap", 300_000, 9)
+        async with kit.db.transaction() as tx:
+            await limits_repo.set_limit(tx, LimitScope.ROLE, 10, 501, "user_daily_cap", 100_000, 9)
+            await limits_repo.set_limit(tx, LimitScope.ROLE, 10, 502, "user_daily_cap", 300_000, 9)
         limits = await kit.engine.limits_for(Requester(1, 10, 100, (501, 502)))
         assert limits["user_daily_cap"] == 300_000
-        assert limits.sources["user_daily_cap"] == "role <@&502>"
-        await limits_repo.set_limit(conn, "user", 10, 1, "user_daily_cap", 20_000, 9)
+        assert limits.sources["user_daily_cap"] == LimitSource(LimitScope.ROLE, 502)
+        async with kit.db.transaction() as tx:
+            await limits_repo.set_limit(tx, LimitScope.USER, 10, 1, "user_daily_cap", 20_000, 9)
         limits = await kit.engine.limits_for(Requester(1, 10, 100, (501, 502)))
         assert limits["user_daily_cap"] == 20_000
         ticket(await kit.submit(user=2, roles=(501,)))  # $0.10 fits the role's $0.10
-        refusal(await kit.submit(user=3))  # $0.10 does not fit the default $0.05
+        (await refused(kit.submit(user=3)))  # $0.10 does not fit the default $0.05
 
 
 async def test_granted_credit_raises_what_a_member_may_spend(
     tmp_path: Path, fake_fal: FakeFal
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=50_000) as kit:
-        refusal(await kit.submit(user=1))
-        await limits_repo.grant_credit(kit.db.conn, 10, 1, 100_000, 9, "contest winner")
+        (await refused(kit.submit(user=1)))
+        async with kit.db.transaction() as tx:
+            await credits_repo.grant_credit(tx, 10, 1, 100_000, 9, "contest winner")
         ticket(await kit.submit(user=1))
 
 
@@ -109,9 +118,9 @@ async def test_guild_and_global_caps(tmp_path: Path, fake_fal: FakeFal) -> None:
         tmp_path, fake_fal.url, guild_monthly_cap=100_000, global_monthly_cap=200_000
     ) as kit:
         ticket(await kit.submit(user=1, guild=10))
-        assert refusal(await kit.submit(user=2, guild=10)).limit == "guild_monthly_cap"
+        assert (await refused(kit.submit(user=2, guild=10))).limit == "guild_monthly_cap"
         ticket(await kit.submit(user=3, guild=11))
-        assert refusal(await kit.submit(user=4, guild=12)).limit == "global_monthly_cap"
+        assert (await refused(kit.submit(user=4, guild=12))).limit == "global_monthly_cap"
 
 
 async def test_queue_cap_cooldown_block_and_pause(tmp_path: Path, fake_fal: FakeFal) -> None:
@@ -120,19 +129,23 @@ async def test_queue_cap_cooldown_block_and_pause(tmp_path: Path, fake_fal: Fake
         ticket(await kit.submit(user=1))
         ticket(await kit.submit(user=1))
         ticket(await kit.submit(user=1))
-        assert refusal(await kit.submit(user=1)).limit == "user_max_queued"
-        await limits_repo.set_limit(kit.db.conn, "guild", 10, 0, "user_cooldown_seconds", 60, 9)
+        assert (await refused(kit.submit(user=1))).limit == "user_max_queued"
+        async with kit.db.transaction() as tx:
+            await limits_repo.set_limit(tx, LimitScope.GUILD, 10, 0, "user_cooldown_seconds", 60, 9)
         ticket(await kit.submit(user=5))
-        r = refusal(await kit.submit(user=5))
+        r = await refused(kit.submit(user=5))
         assert r.limit == "user_cooldown_seconds"
         assert "1 min" in r.message
-        await limits_repo.set_blocked(kit.db.conn, 10, 6, True, 9)
-        assert refusal(await kit.submit(user=6)).limit == "blocked"
+        async with kit.db.transaction() as tx:
+            await access_repo.set_blocked(tx, 10, 6, True, 9)
+        assert (await refused(kit.submit(user=6))).limit == "blocked"
         ticket(await kit.submit(user=6, guild=11))  # blocked on one server only
-        await limits_repo.set_paused(kit.db.conn, 11, True, 9)
-        assert "paused on this server" in refusal(await kit.submit(user=7, guild=11)).message
-        await limits_repo.set_paused(kit.db.conn, 0, True, 9)
-        assert "paused everywhere" in refusal(await kit.submit(user=7, guild=12)).message
+        async with kit.db.transaction() as tx:
+            await access_repo.set_paused(tx, 11, True, 9)
+        assert "paused on this server" in (await refused(kit.submit(user=7, guild=11))).message
+        async with kit.db.transaction() as tx:
+            await access_repo.set_paused(tx, 0, True, 9)
+        assert "paused everywhere" in (await refused(kit.submit(user=7, guild=12))).message
 
 
 async def test_light_users_first_job_is_not_stuck_behind_heavy_user(
@@ -256,7 +269,8 @@ async def test_remix_uses_the_output_as_reference_and_respects_opt_out(
         assert remix.input_hashes == (first.output_hash,)
         assert remix.origin == "remix"
         assert remix.params.prompt == "add snow"
-        await limits_repo.set_remix_opt_out(kit.db.conn, 1, True)
+        async with kit.db.transaction() as tx:
+            await prefs_repo.set_remix_opt_out(tx, 1, True)
         with pytest.raises(Exception, match="opted out"):
             await kit.engine.remix(first.id, Requester(2, 10, 100), "again")
         ticket(await kit.engine.remix(first.id, Requester(1, 10, 100), "my own is fine"))
@@ -338,7 +352,7 @@ async def test_shutdown_stops_taking_jobs_and_is_bounded(tmp_path: Path, fake_fa
         started = loop.time()
         await kit.engine.stop(timeout=2)
         assert loop.time() - started < 2
-        assert refusal(await kit.submit()).limit == "shutdown"
+        assert (await refused(kit.submit())).limit == "shutdown"
         assert (await kit.job(t.job_id)).state == JobState.RUNNING  # resumes on next start
 
 
@@ -348,9 +362,14 @@ async def test_job_cancelled_during_a_crashed_submit_is_not_sent_again(
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         t = ticket(await kit.submit())
         # The state a crash leaves behind: submit attempted, cancel asked, no request id stored.
-        async with kit.db.transaction() as conn:
+        async with kit.db.transaction() as tx:
             await jobs_repo.transition(
-                conn, t.job_id, ["queued"], "submitting", submit_attempts=1, cancel_requested=1
+                tx,
+                t.job_id,
+                [JobState.QUEUED],
+                JobState.SUBMITTING,
+                submit_attempts=1,
+                cancel_requested=1,
             )
     async with engine_kit(tmp_path, fake_fal.url) as kit:
         job = await kit.wait_final(t.job_id)

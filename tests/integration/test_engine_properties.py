@@ -44,6 +44,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bot.engine import quota
+from bot.errors import UserError
 from bot.fal.fake import FakeFal
 from bot.model import EditParams, EditRequest, ImageSize, InputImage, JobState, JobTicket, Requester
 from tests.support.engine_kit import Kit, RecordingDelivery, engine_kit, png
@@ -196,14 +197,17 @@ class World:
             inputs = tuple(
                 [await self.image(action.shape, len(self.jobs) + i) for i in range(action.images)]
             )
-            result = await engine.submit(
-                EditRequest(
-                    EditParams(prompt="make it night", image_size=OUTPUT_SIZES[action.size]),
-                    inputs,
-                    Requester(user_id=action.user, guild_id=action.guild, channel_id=100),
+            try:
+                result = await engine.submit(
+                    EditRequest(
+                        EditParams(prompt="make it night", image_size=OUTPUT_SIZES[action.size]),
+                        inputs,
+                        Requester(user_id=action.user, guild_id=action.guild, channel_id=100),
+                    )
                 )
-            )
-            if isinstance(result, JobTicket):
+            except UserError:
+                pass  # refused by a limit: nothing stored, checked by the invariants
+            else:
                 self.jobs.append(result.job_id)
         elif isinstance(action, Cancel):
             if self.jobs:

@@ -1,5 +1,7 @@
 import hashlib
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -59,8 +61,8 @@ async def test_ledger_rows_must_reference_a_job(tmp_path: Path) -> None:
 async def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "f.db") as db:
         with pytest.raises(RuntimeError):  # noqa: PT012 - the raise must happen mid-transaction
-            async with db.transaction() as conn:
-                await conn.execute(
+            async with db.transaction() as tx:
+                await tx.conn.execute(
                     "INSERT INTO blobs (sha256, size, content_type, created_at)"
                     " VALUES ('b', 1, 'x', 0)"
                 )
@@ -84,3 +86,23 @@ def test_blob_store_is_content_addressed_and_atomic(tmp_path: Path) -> None:
 def test_blob_store_refuses_paths_that_are_not_hashes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sha256"):
         BlobStore(tmp_path).path("../../etc/passwd")
+
+
+async def test_database_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    old = os.umask(0)  # the most permissive umask: every file would come out world-readable
+    try:
+        async with await Database.open(data_dir / "flexbot.db") as db:
+            async with db.transaction() as tx:
+                await tx.conn.execute(
+                    "INSERT INTO blobs (sha256, size, content_type, created_at)"
+                    " VALUES ('c', 1, 'x', 0)"
+                )
+            assert await db.ping()
+            modes = {
+                p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.iterdir() if p.is_file()
+            }
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert modes == {"flexbot.db": 0o600, "flexbot.db-wal": 0o600, "flexbot.db-shm": 0o600}

@@ -43,8 +43,8 @@ async def finished(kit: Kit, user: int, channel: int = 100, **params: object) ->
     assert isinstance(ticket, JobTicket)
     await kit.wait_final(ticket.job_id)
     if channel != 100:
-        async with kit.db.transaction() as conn:
-            await conn.execute(
+        async with kit.db.transaction() as tx:
+            await tx.conn.execute(
                 "UPDATE jobs SET channel_id = ? WHERE id = ?", (channel, ticket.job_id)
             )
     return ticket.job_id
@@ -133,8 +133,8 @@ async def test_daily_series_places_older_spend_on_its_day(
     async with engine_kit(tmp_path, fake_fal.url) as kit:
         old = await finished(kit, 1)
         await finished(kit, 1)
-        async with kit.db.transaction() as conn:
-            await conn.execute(
+        async with kit.db.transaction() as tx:
+            await tx.conn.execute(
                 "UPDATE jobs SET created_at = created_at - 3 * 86400 WHERE id = ?", (old,)
             )
         job = await kit.job(old)

@@ -26,9 +26,10 @@ from typing import Any
 from PIL import Image
 
 from bot.engine.engine import Engine
+from bot.errors import UserError
 from bot.fal.client import FalClient
 from bot.fal.fake import BLOCKED_WORD
-from bot.model import EditParams, EditRequest, InputImage, JobState, JobTicket, Requester
+from bot.model import EditParams, EditRequest, InputImage, JobState, Requester
 from bot.secret import Secret
 from bot.settings import Settings
 from bot.store.blobs import BlobStore
@@ -136,15 +137,16 @@ async def submit_plan(engine: Engine, db: Database, plan: list[PlannedJob]) -> N
         if job.user_id not in images:
             sha = await engine.store_blob(png(job.user_id), 64, 48, "image/png")
             images[job.user_id] = InputImage(sha, 64, 48)
-        result = await engine.submit(
-            EditRequest(
-                EditParams(prompt=job.prompt, seed=job.index),
-                (images[job.user_id],),
-                Requester(job.user_id, job.guild_id, 900 + job.guild_id, ()),
+        try:
+            await engine.submit(
+                EditRequest(
+                    EditParams(prompt=job.prompt, seed=job.index),
+                    (images[job.user_id],),
+                    Requester(job.user_id, job.guild_id, 900 + job.guild_id, ()),
+                )
             )
-        )
-        if not isinstance(result, JobTicket):
-            raise SystemExit(f"plan job {job.index} refused: {result}")
+        except UserError as refused:
+            raise SystemExit(f"plan job {job.index} refused: {refused}") from None
 
 
 async def issue_cancels(

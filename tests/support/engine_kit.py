@@ -14,7 +14,6 @@ from PIL import Image
 
 from bot.engine.delivery import Undeliverable
 from bot.engine.engine import Engine
-from bot.engine.quota import Refusal
 from bot.fal.client import FalClient
 from bot.model import EditParams, EditRequest, InputImage, Job, JobTicket, Progress, Requester
 from bot.secret import Secret
@@ -101,7 +100,7 @@ class Kit:
         inputs: tuple[InputImage, ...] | None = None,
         roles: tuple[int, ...] = (),
         **params: Any,
-    ) -> JobTicket | Refusal:
+    ) -> JobTicket:
         inputs = inputs or (await self.image(),)
         return await self.engine.submit(
             EditRequest(

@@ -1,0 +1,152 @@
+"""Admission: may this member queue this edit now, and at what estimate? (DESIGN §3, §5)
+
+Access (blocked, paused), per-member counts (queued, cooldown) and money caps are checked and the
+job is inserted with its ``reserve`` ledger row in ONE write transaction, so two submits can never
+both fit under a cap that has room for one. A refusal is a raised ``UserError`` that names the
+limit, what is left and when it resets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from bot.engine import quota
+from bot.errors import UserError
+from bot.model import EditParams, EditRequest, InputImage, Job, Requester
+from bot.pricing import PriceList
+from bot.settings import Settings
+from bot.store import access as access_repo
+from bot.store import credits as credits_repo
+from bot.store import jobs as jobs_repo
+from bot.store import limits as limits_repo
+from bot.store.db import Database, Reader
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A job that passed every check and is stored as queued, holding its estimate."""
+
+    job_id: int
+    estimate_micros: int
+    max_running: int | None
+
+
+class Admission:
+    """The checks in front of the queue, and the insert that follows them."""
+
+    def __init__(
+        self, db: Database, settings: Settings, prices: PriceList, clock: Callable[[], float]
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.prices = prices
+        self.clock = clock
+
+    def estimate(self, params: EditParams, inputs: Sequence[InputImage]) -> int:
+        return self.prices.estimate(params, [(i.width, i.height) for i in inputs]).micros
+
+    async def limits_for(self, requester: Requester, src: Reader | None = None) -> quota.Limits:
+        rows = await limits_repo.overrides_for(
+            src or self.db, requester.guild_id, requester.user_id, requester.role_ids
+        )
+        overrides = [(r.scope, r.target_id, r.name, r.value) for r in rows]
+        return quota.resolve_limits(quota.default_limits(self.settings), overrides)
+
+    async def usage_for(
+        self, requester: Requester, now: float, src: Reader | None = None
+    ) -> quota.Usage:
+        src = src or self.db
+        day = quota.day_start(now).timestamp()
+        month = quota.month_start(now).timestamp()
+        guild = requester.guild_id
+        return quota.Usage(
+            user_day=await jobs_repo.spend(src, day, user_id=requester.user_id),
+            user_month=await jobs_repo.spend(src, month, user_id=requester.user_id),
+            guild_month=await jobs_repo.spend(src, month, guild_id=guild) if guild else 0,
+            global_month=await jobs_repo.spend(src, month),
+            user_credit=await credits_repo.credits_since(src, guild, requester.user_id, month),
+        )
+
+    async def check_access(self, requester: Requester, src: Reader | None = None) -> None:
+        """Raise UserError for blocked members and paused servers, before any work is done."""
+        src = src or self.db
+        if await access_repo.is_blocked(src, requester.guild_id, requester.user_id):
+            raise UserError("You are not allowed to use Flexbot here.", limit="blocked")
+        paused = await access_repo.paused_scopes(src, requester.guild_id)
+        if paused:
+            where = "everywhere" if limits_repo.GLOBAL in paused else "on this server"
+            raise UserError(
+                f"Flexbot is paused {where} by an admin; try again later.", limit="paused"
+            )
+
+    async def admit(self, request: EditRequest, endpoint: str) -> Admitted:
+        """Check every limit and insert the queued job with its reservation, atomically."""
+        if not 1 <= len(request.inputs) <= 8:
+            raise UserError("An edit takes 1 to 8 images.", limit="images")
+        estimate = self.estimate(request.params, request.inputs)
+        who = request.requester
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            try:
+                await self.check_access(who, tx)
+                limits = await self.limits_for(who, tx)
+                queued, running = await jobs_repo.count_active(tx, who.user_id)
+                last = await jobs_repo.last_submission(tx, who.user_id)
+                refusal = quota.check_counts(limits, queued, running, last, now)
+                if refusal is None:
+                    usage = await self.usage_for(who, now, tx)
+                    refusal = quota.check_budget(estimate, limits, usage, now)
+                if refusal is not None:
+                    raise refusal
+            except UserError as exc:
+                log.info("user=%s guild=%s refused: %s", who.user_id, who.guild_id, exc.limit)
+                raise
+            job_id = await jobs_repo.insert_job(tx, _new_job(request, endpoint, estimate), now)
+        return Admitted(job_id, estimate, limits["user_max_running"])
+
+    async def budget_at_dispatch(self, job: Job, src: Reader | None = None) -> UserError | None:
+        """Does a queued job still fit its budgets now that jobs before it were charged?
+
+        Submit checked the estimate, but a job charged more than its estimate (the actual output
+        was larger) spends money the jobs queued after it were admitted against. Re-checking the
+        caps before a job starts keeps any cap from being overrun by more than the estimate error
+        of the jobs running at once, instead of by the sum over a member's whole queue.
+        """
+        limits = await self.limits_for(job.requester, src)
+        if all(limits[name] is None for name in quota.MONEY_LIMITS):
+            return None
+        now = self.clock()
+        usage = await self.usage_for(job.requester, now, src)
+        # The job's own reservation is in the usage; check it the way submit did, as new.
+        held = job.held_micros
+        in_day = job.created_at >= quota.day_start(now).timestamp()
+        in_month = job.created_at >= quota.month_start(now).timestamp()
+        usage = replace(
+            usage,
+            user_day=usage.user_day - (held if in_day else 0),
+            user_month=usage.user_month - (held if in_month else 0),
+            guild_month=usage.guild_month - (held if in_month and job.guild_id else 0),
+            global_month=usage.global_month - (held if in_month else 0),
+        )
+        return quota.check_budget(job.estimate_micros, limits, usage, now)
+
+
+def _new_job(request: EditRequest, endpoint: str, estimate: int) -> jobs_repo.NewJob:
+    who = request.requester
+    return jobs_repo.NewJob(
+        user_id=who.user_id,
+        guild_id=who.guild_id,
+        channel_id=who.channel_id,
+        role_ids=who.role_ids,
+        origin=request.origin,
+        parent_job_id=request.parent_job_id,
+        endpoint=endpoint,
+        params=request.params,
+        input_hashes=tuple(i.sha256 for i in request.inputs),
+        estimate_micros=estimate,
+        source_message_id=request.source_message_id,
+    )
