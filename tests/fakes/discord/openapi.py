@@ -21,12 +21,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -83,8 +83,8 @@ class Operation:
     pointer: str  # JSON pointer to the operation object
     spec: Json
     params: list[Json]
-    _bodies: dict[str, Draft202012Validator | None] = field(default_factory=dict)
-    _queries: dict[str, Draft202012Validator] | None = None
+    _bodies: dict[str, Any] = field(default_factory=dict)
+    _queries: dict[str, Any] | None = None
 
     @property
     def route(self) -> str:
@@ -97,6 +97,7 @@ class OpenApi:
 
     def __init__(self, spec: Json) -> None:
         _accept_integer_snowflakes(spec)
+        _dispatch_unions(spec, spec["components"]["schemas"])
         self.spec = spec
         resource = Resource.from_contents(spec, default_specification=DRAFT202012)
         self.registry: Registry[Any] = Registry().with_resource(_SPEC_URI, resource)
@@ -154,10 +155,10 @@ class OpenApi:
         return [*self._check_query(op, query), *self._check_body(op, body, content_type)]
 
     # ------------------------------------------------------------ internals
-    def _validator(self, pointer: str) -> Draft202012Validator:
+    def _validator(self, pointer: str) -> Any:
         # A wrapper `$ref` makes refs inside the subschema resolve against the whole description.
         schema = {"$ref": f"{_SPEC_URI}{pointer}"}
-        return Draft202012Validator(schema, registry=self.registry)
+        return _Validator(schema, registry=self.registry)
 
     def _check_body(self, op: Operation, body: Any, content_type: str | None) -> list[Violation]:
         request_body = op.spec.get("requestBody")
@@ -179,7 +180,7 @@ class OpenApi:
             accepted = ", ".join(request_body["content"])
             msg = f"content type {ctype} is not accepted (accepted: {accepted})"
             return [Violation(op.route, "body", (), "requestBody.content", msg)]
-        return [_violation(op.route, "body", e) for e in _errors(validator, body)]
+        return [_violation(op.route, "body", e, body) for e in _errors(validator, body)]
 
     def _check_query(self, op: Operation, query: Mapping[str, str]) -> list[Violation]:
         if op._queries is None:
@@ -201,7 +202,7 @@ class OpenApi:
             found = [list(_errors(validator, c)) for c in candidates]
             if all(found):
                 err = found[0][0]
-                out.append(_violation(op.route, "query", err, prefix=(name,)))
+                out.append(_violation(op.route, "query", err, None, prefix=(name,)))
         return out
 
 
@@ -219,7 +220,92 @@ def _accept_integer_snowflakes(spec: Json) -> None:
     }
 
 
-def _errors(validator: Draft202012Validator, instance: Any) -> Iterable[ValidationError]:
+_UNION = "x-flexbot-union"
+
+
+def _dispatch_unions(node: Any, schemas: Json) -> None:
+    """Rewrite unions to validate one branch only: same verdicts, much faster, clearer errors.
+
+    The description spells enums as `oneOf` of `const`s (-> `enum`) and component/option unions as
+    `oneOf` of objects told apart by their `type` tag (-> our `x-flexbot-union` keyword, which
+    checks the tag and then only the branch it names). A oneOf tries every branch and reports them
+    all; with disjoint tags only one branch can match, so checking just that one is equivalent.
+    """
+    if isinstance(node, list):
+        for item in node:
+            _dispatch_unions(item, schemas)
+        return
+    if not isinstance(node, dict):
+        return
+    for value in node.values():
+        _dispatch_unions(value, schemas)
+    for keyword in ("oneOf", "anyOf"):
+        branches = node.get(keyword)
+        if not isinstance(branches, list) or not branches:
+            continue
+        consts = [b.get("const") for b in branches if isinstance(b, dict) and "const" in b]
+        if len(consts) == len(branches) and len(set(map(repr, consts))) == len(consts):
+            del node[keyword]
+            node["enum"] = consts
+            continue
+        tags = [_type_tags(b, schemas) for b in branches]
+        flat = [t for ts in tags if ts is not None for t in ts]
+        if None in tags or len(set(flat)) != len(flat):
+            continue  # not a tagged union (or tags overlap): leave it to jsonschema
+        del node[keyword]
+        node[_UNION] = [[ts, branch] for ts, branch in zip(tags, branches, strict=True)]
+
+
+def _union(
+    validator: Any, union: list[list[Any]], instance: Any, schema: Json
+) -> Iterator[ValidationError]:
+    """The `x-flexbot-union` keyword: check the `type` tag, then the one branch it selects."""
+    if not validator.is_type(instance, "object"):
+        yield ValidationError(
+            f"{instance!r} is not of type 'object'", validator="type", validator_value="object"
+        )
+        return
+    if "type" not in instance:
+        yield ValidationError(
+            "'type' is a required property", validator="required", validator_value=["type"]
+        )
+        return
+    tag = instance["type"]
+    for index, (tags, branch) in enumerate(union):
+        if any(t == tag and type(t) is type(tag) for t in tags):
+            yield from validator.descend(instance, branch, schema_path=index)
+            return
+    allowed = sorted(t for tags, _ in union for t in tags)
+    yield ValidationError(
+        f"{tag!r} is not one of {allowed}",
+        validator="enum",
+        validator_value=allowed,
+        instance=tag,
+        path=["type"],
+    )
+
+
+_Validator = validators.extend(Draft202012Validator, {_UNION: _union})
+
+
+def _type_tags(branch: Any, schemas: Json) -> list[Any] | None:
+    """The `type` values an object branch accepts (`{"type": {"enum": [4]}}`), if it has any."""
+    if not isinstance(branch, dict):
+        return None
+    ref = branch.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        branch = schemas.get(ref.rsplit("/", 1)[-1], {})
+    if branch.get("type") != "object" or "type" not in branch.get("required", []):
+        return None
+    tag = branch.get("properties", {}).get("type", {})
+    if "enum" in tag:
+        return list(tag["enum"])
+    if "const" in tag:
+        return [tag["const"]]
+    return None
+
+
+def _errors(validator: Any, instance: Any) -> Iterable[ValidationError]:
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
     return [_explain(e) for e in errors]
 
@@ -248,44 +334,41 @@ def _explain(err: ValidationError) -> ValidationError:
     return err
 
 
-def _tags(err: ValidationError) -> list[Any] | None:
-    """The `type` values a oneOf/anyOf accepts when every branch failed on its `type` tag."""
-    tags: dict[Any, list[Any]] = {}
-    for sub in err.context:
-        if sub.validator in ("enum", "const") and list(sub.relative_path) == ["type"]:
-            value = sub.validator_value
-            tags[sub.relative_schema_path[0]] = value if isinstance(value, list) else [value]
-    if not tags or len(tags) != len({s.relative_schema_path[0] for s in err.context}):
-        return None
-    return sorted({v for values in tags.values() for v in values}, key=str)
-
-
 def _violation(
-    route: str, where: str, err: ValidationError, prefix: tuple[str | int, ...] = ()
+    route: str, where: str, err: ValidationError, root: Any, prefix: tuple[str | int, ...] = ()
 ) -> Violation:
     path: tuple[str | int, ...] = (*prefix, *err.absolute_path)
     value = err.validator_value
     if err.validator in ("oneOf", "anyOf"):
-        consts = [b.get("const") for b in value if isinstance(b, dict)]
-        tags = _tags(err)
-        if consts and None not in consts:  # how the description spells an enum
-            rule = f"{err.validator}: const {', '.join(map(str, consts))}"
-            message = f"{_short(err.instance)} is not one of {tuple(consts)}"
-        elif tags is not None and isinstance(err.instance, dict):
-            path = (*path, "type")
-            rule = f"{err.validator}: type in {', '.join(map(str, tags))}"
-            message = f"{_short(err.instance.get('type'))} is not one of {tuple(tags)}"
-        else:
-            names = [str(b.get("$ref", b.get("type", "?"))).rsplit("/", 1)[-1] for b in value]
-            rule = f"{err.validator}: {', '.join(names)}"
-            message = f"{_short(err.instance)} matches none of the allowed forms"
-        return Violation(route, where, path, rule, message)
-    rule = f"{err.validator}: {json.dumps(value)}" if not isinstance(value, dict) else err.validator
-    message = err.message
-    shown = repr(err.instance)
-    if message.startswith(shown) and len(shown) > 80:
-        message = _short(err.instance) + message[len(shown) :]
+        names = [str(b.get("$ref", b.get("type", "?"))).rsplit("/", 1)[-1] for b in value]
+        rule = f"{err.validator}: {', '.join(names)}"
+        message = f"{_short(err.instance)} matches none of the allowed forms"
+    else:
+        rule = err.validator if isinstance(value, dict) else f"{err.validator}: {json.dumps(value)}"
+        message = err.message
+        shown = repr(err.instance)
+        if message.startswith(shown) and len(shown) > 80:
+            message = _short(err.instance) + message[len(shown) :]
+    names = _names_along(root, list(err.absolute_path))
+    if names:
+        message += f" (in {' > '.join(names)})"
     return Violation(route, where, path, str(rule), message)
+
+
+def _names_along(root: Any, path: list[str | int]) -> list[str]:
+    """The `name`s (commands, options) or `custom_id`s (components) of objects the path crosses."""
+    out: list[str] = []
+    node = root
+    for key in path:
+        if isinstance(node, dict):
+            label = node.get("name", node.get("custom_id"))
+            if isinstance(label, str) and node is not root:
+                out.append(repr(label))
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    return out
 
 
 def _short(value: Any) -> str:
