@@ -13,10 +13,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import InvalidOperation
 from typing import Any
 
+from bot.admin_facts import (
+    BlockChanged,
+    ChannelsChanged,
+    CreditChanged,
+    GateRefused,
+    LimitChanged,
+    PauseChanged,
+    RoleChanged,
+    SafetyChanged,
+    SafetyPolicy,
+    SettingRow,
+)
+from bot.admin_report import settings_report
 from bot.engine import quota
 from bot.engine import usage as usage_q
 from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS
@@ -27,7 +39,6 @@ from bot.model import (
     SafetyTolerance,
     UsagePeriod,
     micros_from_usd,
-    usd,
 )
 from bot.settings import UNLIMITED, Settings
 from bot.store import access as access_repo
@@ -48,126 +59,6 @@ LIMIT_WORDS = {
     "user_max_running": "max running jobs per member",
     "user_cooldown_seconds": "cooldown between edits (s)",
 }
-
-
-class GateRefused(UserError):
-    """The channel gate's no. The message names nobody; ``channel_ids`` (where Flexbot is
-    allowed) and ``role_id`` (the role needed) let a front end name them."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        limit: str,
-        channel_ids: tuple[int, ...] = (),
-        role_id: int | None = None,
-    ) -> None:
-        super().__init__(message, limit=limit)
-        self.channel_ids = channel_ids
-        self.role_id = role_id
-
-
-@dataclass(frozen=True)
-class SafetyPolicy:
-    """The loosest safety a member may ask for in one channel."""
-
-    max_tolerance: SafetyTolerance
-    checker_may_be_off: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Ids:
-    """Members, roles or channels by id, for a front end to name (``kind``: member|role|channel)."""
-
-    kind: str
-    ids: tuple[int, ...]
-
-
-#: A value or a source in the settings report: plain words, or ids to name.
-Shown = str | Ids
-
-
-@dataclass(frozen=True)
-class SettingRow:
-    """One line of /flexadmin settings: name, effective value, where it comes from."""
-
-    key: str
-    value: Shown
-    source: Shown | quota.LimitSource
-
-
-@dataclass(frozen=True, slots=True)
-class LimitChanged:
-    """A limit override was set (``value``; None = unlimited) or cleared."""
-
-    name: str
-    scope: LimitScope
-    target_id: int  # the member or role; 0 for a server or bot-wide override
-    value: int | None
-    cleared: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CreditChanged:
-    """Credit granted to (or revoked from) a member this month; ``left`` after a revoke."""
-
-    user_id: int
-    amount_micros: int
-    granted: bool
-    left_micros: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BlockChanged:
-    user_id: int
-    blocked: bool
-    everywhere: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PauseChanged:
-    paused: bool
-    everywhere: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelsChanged:
-    """The allowed channels now (empty: every channel)."""
-
-    channel_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RoleChanged:
-    """The role members now need (None: no role needed)."""
-
-    role_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SafetyChanged:
-    """A channel's (None: the server default's) highest tolerance; None tolerance = cleared."""
-
-    channel_id: int | None
-    max_tolerance: SafetyTolerance | None
-    checker_off_allowed: bool = False
-
-
-AdminChange = (
-    LimitChanged
-    | CreditChanged
-    | BlockChanged
-    | PauseChanged
-    | ChannelsChanged
-    | RoleChanged
-    | SafetyChanged
-)
-
-
-def show_limit(name: str, value: int | None) -> str:
-    if value is None:
-        return UNLIMITED
-    return usd(value) if name in MONEY_LIMITS else str(value)
 
 
 def parse_money(text: str, *, allow_unlimited: bool = False) -> int | None:
@@ -511,58 +402,7 @@ class Admin:
 
     async def settings_report(self, guild_id: int | None) -> list[SettingRow]:
         """Every effective setting and where it comes from, then this server's overrides."""
-        rows = [SettingRow(k, v, s) for k, v, s in self.settings.describe()]
-        for o in await limits_repo.guild_overrides(self.db, limits_repo.GLOBAL):
-            rows.append(SettingRow(o.name, show_limit(o.name, o.value), "bot-wide override"))
-        if guild_id is None:
-            return rows
-        for o in await limits_repo.guild_overrides(self.db, guild_id):
-            source = quota.LimitSource(o.scope, o.target_id)
-            rows.append(SettingRow(o.name, show_limit(o.name, o.value), source))
-        return rows + await self._access_rows(guild_id)
-
-    async def _access_rows(self, guild_id: int) -> list[SettingRow]:
-        """The settings report's lines for channels, role, safety, pause and blocks."""
-        channels = await policy_repo.allowed_channels(self.db, guild_id)
-        role = await policy_repo.required_role(self.db, guild_id)
-        rows = [
-            SettingRow(
-                "allowed_channels",
-                Ids("channel", tuple(channels)) if channels else "all",
-                "server" if channels else "default",
-            ),
-            SettingRow(
-                "required_role",
-                Ids("role", (role,)) if role else "none",
-                "server" if role else "default",
-            ),
-        ]
-        safety = await policy_repo.safety_rows(self.db, guild_id)
-        if not any(r.channel_id == policy_repo.GUILD_DEFAULT for r in safety):
-            rows.append(
-                SettingRow(
-                    "safety", f"tolerance ≤ {DEFAULT_SAFETY_TOLERANCE}, checker on", "default"
-                )
-            )
-        for r in safety:
-            server = r.channel_id == policy_repo.GUILD_DEFAULT
-            checker = (
-                "checker may be off (age-restricted)" if r.checker_off_allowed else "checker on"
-            )
-            rows.append(
-                SettingRow(
-                    "safety",
-                    f"tolerance ≤ {r.max_tolerance}, {checker}",
-                    "server" if server else Ids("channel", (r.channel_id,)),
-                )
-            )
-        paused = await access_repo.paused_scopes(self.db, guild_id)
-        everywhere = limits_repo.GLOBAL in paused
-        where = ("bot-wide" if everywhere else "server") if paused else "default"
-        rows.append(SettingRow("paused", "yes" if paused else "no", where))
-        blocked = await access_repo.blocked_users(self.db, guild_id)
-        rows.append(SettingRow("blocked_members", str(len(blocked)), "server"))
-        return rows
+        return await settings_report(self.db, self.settings, guild_id)
 
     async def usage_report(
         self, guild_id: int | None, period: UsagePeriod | str = UsagePeriod.MONTH, *, top: int = 10

@@ -15,8 +15,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin import (
-    LIMIT_WORDS,
+from bot.admin import LIMIT_WORDS
+from bot.admin_facts import (
     AdminChange,
     BlockChanged,
     ChannelsChanged,
@@ -27,8 +27,8 @@ from bot.admin import (
     RoleChanged,
     SafetyChanged,
     SettingRow,
-    show_limit,
 )
+from bot.admin_report import show_limit
 from bot.engine.quota import MONEY_LIMITS, LimitSource
 from bot.engine.usage import UsageReport
 from bot.errors import UserError

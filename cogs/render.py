@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.admin import GateRefused
+from bot.admin_facts import GateRefused
 from bot.engine.quota import LimitSource, humanize_delta
 from bot.errors import UserError
 from bot.model import Job, JobState, JobTicket, LimitScope, Progress, usd

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin import (
-    Admin,
-    AdminChange,
-    GateRefused,
-    Ids,
-    SafetyPolicy,
-    parse_limit_value,
-    parse_money,
-)
+from bot.admin import Admin, parse_limit_value, parse_money
+from bot.admin_facts import AdminChange, GateRefused, Ids, SafetyPolicy
 from bot.engine.quota import LimitSource
 from bot.errors import UserError
 from bot.fal.fake import FakeFal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from bot.admin import GateRefused
+from bot.admin_facts import GateRefused
 from bot.errors import UserError
 from bot.model import EditParams, ImageSize, Job, JobState, JobTicket, Progress
 from cogs import render

@@ -1,0 +1,75 @@
+"""The /flexadmin settings report: every effective setting and where its value comes from."""
+
+from __future__ import annotations
+
+from bot.admin_facts import Ids, SettingRow
+from bot.engine import quota
+from bot.engine.quota import MONEY_LIMITS
+from bot.model import DEFAULT_SAFETY_TOLERANCE, usd
+from bot.settings import UNLIMITED, Settings
+from bot.store import access as access_repo
+from bot.store import limits as limits_repo
+from bot.store import policy as policy_repo
+from bot.store.db import Database
+
+
+def show_limit(name: str, value: int | None) -> str:
+    """A limit's value for people: dollars for money caps, "unlimited" for None."""
+    if value is None:
+        return UNLIMITED
+    return usd(value) if name in MONEY_LIMITS else str(value)
+
+
+async def settings_report(
+    db: Database, settings: Settings, guild_id: int | None
+) -> list[SettingRow]:
+    """Every effective setting and where it comes from, then this server's overrides."""
+    rows = [SettingRow(k, v, s) for k, v, s in settings.describe()]
+    for o in await limits_repo.guild_overrides(db, limits_repo.GLOBAL):
+        rows.append(SettingRow(o.name, show_limit(o.name, o.value), "bot-wide override"))
+    if guild_id is None:
+        return rows
+    for o in await limits_repo.guild_overrides(db, guild_id):
+        source = quota.LimitSource(o.scope, o.target_id)
+        rows.append(SettingRow(o.name, show_limit(o.name, o.value), source))
+    return rows + await _access_rows(db, guild_id)
+
+
+async def _access_rows(db: Database, guild_id: int) -> list[SettingRow]:
+    """The settings report's lines for channels, role, safety, pause and blocks."""
+    channels = await policy_repo.allowed_channels(db, guild_id)
+    role = await policy_repo.required_role(db, guild_id)
+    rows = [
+        SettingRow(
+            "allowed_channels",
+            Ids("channel", tuple(channels)) if channels else "all",
+            "server" if channels else "default",
+        ),
+        SettingRow(
+            "required_role",
+            Ids("role", (role,)) if role else "none",
+            "server" if role else "default",
+        ),
+    ]
+    safety = await policy_repo.safety_rows(db, guild_id)
+    if not any(r.channel_id == policy_repo.GUILD_DEFAULT for r in safety):
+        rows.append(
+            SettingRow("safety", f"tolerance ≤ {DEFAULT_SAFETY_TOLERANCE}, checker on", "default")
+        )
+    for r in safety:
+        server = r.channel_id == policy_repo.GUILD_DEFAULT
+        checker = "checker may be off (age-restricted)" if r.checker_off_allowed else "checker on"
+        rows.append(
+            SettingRow(
+                "safety",
+                f"tolerance ≤ {r.max_tolerance}, {checker}",
+                "server" if server else Ids("channel", (r.channel_id,)),
+            )
+        )
+    paused = await access_repo.paused_scopes(db, guild_id)
+    everywhere = limits_repo.GLOBAL in paused
+    where = ("bot-wide" if everywhere else "server") if paused else "default"
+    rows.append(SettingRow("paused", "yes" if paused else "no", where))
+    blocked = await access_repo.blocked_users(db, guild_id)
+    rows.append(SettingRow("blocked_members", str(len(blocked)), "server"))
+    return rows
