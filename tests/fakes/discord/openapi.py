@@ -31,7 +31,8 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from .validate import ApiError, Json, error_leaf, invalid_form_body
+from .state import Json
+from .validate import ApiError, error_leaf, invalid_form_body
 
 SPEC_PATH = Path(__file__).with_name("spec") / "openapi.json"
 _SPEC_URI = "urn:discord:openapi"
