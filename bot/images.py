@@ -5,21 +5,33 @@ Every attachment goes through :func:`normalize_image` before it costs anything:
 1. byte cap (``len(data)``; :func:`read_capped` enforces it while streaming),
 2. open lazily with Pillow, restricted to the formats we take, and read the size from the header,
 3. pixel cap on that size, *before* any pixel is decoded (decompression bombs),
-4. decode fully (a truncated file is an error, never padded), using JPEG draft mode so a 24 MP
+4. decode cost from the header (:mod:`bot.decode_cost`): each format gets the pixel cap that fits
+   one memory budget, JPEG scans are counted, TIFF tiles must fit the image,
+5. decode fully (a truncated file is an error, never padded), using JPEG draft mode so a 24 MP
    photo is decoded at 1/2, 1/4 or 1/8 scale when that still covers the target size,
-5. first frame of animations, EXIF orientation, embedded colour profile to sRGB, mode to RGB/RGBA,
-6. downscale to ``max_input_megapixels`` keeping the aspect ratio,
-7. re-encode: PNG when the image really uses transparency, else JPEG. Metadata (EXIF, GPS,
+6. first frame of animations, EXIF orientation, embedded colour profile to sRGB, mode to RGB/RGBA,
+7. downscale to ``max_input_megapixels`` keeping the aspect ratio,
+8. re-encode: PNG when the image really uses transparency, else JPEG. Metadata (EXIF, GPS,
    comments) is not copied, so the output is deterministic and leaks nothing.
+
+Two layers keep a crafted upload from turning the decoders against the bot (issue 11). The header
+checks (4) refuse every known bomb in milliseconds, with a message saying what to do. They are
+estimates of C code we do not own, so :class:`ImageProcessor` also runs each decode in its own
+short-lived process (:mod:`bot.decode_process`) with a CPU limit (``decode_cpu_seconds``) and a
+memory limit (twice the decode budget): whatever the estimates miss is killed and refused, a
+stuck decode holds its slot for seconds, not hours, and closing the processor kills running decodes
+instead of waiting for them. A process rather than only tighter checks, because only a process can
+be stopped in the middle of a C call; a fresh process per decode rather than a long-lived pool,
+because CPU limits count per process and one member's image then never shares a heap with the
+next. The cost is a fork from a preloaded fork server (a few milliseconds) and a copy of the bytes.
 
 Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is turned off when this module
 is imported: it would fire first, at a fixed 179 MP, with a message meant for developers. Our cap
 comes from settings, names the file and the numbers, and is checked from the header of every image
 before :meth:`PIL.Image.Image.load`; nothing here decodes an image it has not measured.
 
-:class:`ImageProcessor` runs :func:`normalize_image` in a small thread pool: Pillow releases the
-GIL while it decodes, resizes and encodes, so the event loop keeps ticking
-(see ``bench/images.py``).
+:class:`ImageProcessor` waits for the decode processes from a small thread pool, so the event loop
+keeps ticking (see ``bench/images.py``).
 """
 
 from __future__ import annotations
@@ -30,16 +42,23 @@ import io
 import logging
 import math
 import struct
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import AvifImagePlugin, ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from bot.decode_cost import decode_refusal, worst_bytes_per_pixel
+from bot.decode_cost import mp as _mp
+from bot.decode_process import Budget, DecodeProcesses, Raised, Stopped
 from bot.errors import ImageRejected
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +80,11 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 
 JPEG_QUALITY = 92
 _MB = 1024 * 1024
+
+DECODE_MEMORY = 240_000_000
+"""Bytes one decode may use, estimated from the header (see bot.decode_cost)."""
+DECODE_CPU_SECONDS = 5.0
+"""CPU one decode may use. The slowest accepted image (a 16 MP HEIC with alpha) takes about 3 s."""
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
@@ -72,11 +96,29 @@ class ImageLimits:
     max_pixels: int = 64_000_000
     max_input_megapixels: float = 1.0
     megapixel: int = 1024 * 1024
+    decode_memory: int = DECODE_MEMORY
+    decode_cpu_seconds: float = DECODE_CPU_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        """The limits the settings ask for; the decode budgets are this module's own."""
+        return cls(
+            max_bytes=settings.max_input_bytes,
+            max_pixels=settings.max_input_pixels,
+            max_input_megapixels=settings.max_input_megapixels,
+            megapixel=settings.megapixel_pixels,
+        )
 
     @property
     def target_pixels(self) -> int:
         """Largest pixel count an input is sent to fal with."""
         return max(1, math.floor(self.max_input_megapixels * self.megapixel))
+
+    @property
+    def decode_budget(self) -> int:
+        """Bytes one decode may use: ``decode_memory``, or more when the target size needs it, so
+        an image no larger than what is kept is never refused for its cost."""
+        return max(self.decode_memory, self.target_pixels * worst_bytes_per_pixel())
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +164,22 @@ def normalize_image(data: bytes, filename: str, limits: ImageLimits) -> Normaliz
         if im.format in _JPEG_FORMATS and target != (width, height):
             # Decode at 1/2, 1/4 or 1/8 scale, never below the target: the memory and time win.
             im.draft(None, target)
+        refusal = decode_refusal(im, data, (width, height), limits.decode_budget)
+        if refusal is not None:
+            raise ImageRejected(filename, refusal)
         try:
             im.load()
         except _DECODE_ERRORS as e:
             log.info("image %r failed to decode: %s", filename, e)
             raise ImageRejected(filename, _damaged(source_format)) from e
 
-        # The note speaks of what the member sees: dimensions after EXIF orientation.
         try:
             orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
             ImageOps.exif_transpose(im, in_place=True)
         except _DECODE_ERRORS as e:  # unreadable EXIF: the pixels are fine, keep them as stored
             log.info("image %r has unusable EXIF: %s", filename, e)
             orientation = 1
+        # The note speaks of what the member sees: dimensions after EXIF orientation.
         if orientation in _TRANSPOSING_ORIENTATIONS:
             width, height = height, width
         out = _to_rgb_or_rgba(im)
@@ -191,31 +236,84 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 
 class ImageProcessor:
-    """Runs normalize_image off the event loop in a bounded pool.
+    """Runs normalize_image in limited, killable processes, off the event loop.
 
-    At most ``workers`` images are decoded at once, which bounds memory. Use it as
-    ``async with ImageProcessor(limits) as images:`` (waits for running work on exit without
-    blocking the loop), ``with ImageProcessor(limits) as images:``, or call :meth:`close`.
+    At most ``workers`` images are decoded at once, each in its own process under a CPU and memory
+    limit (see the module docstring), which bounds memory and time. Use it as
+    ``async with ImageProcessor(limits) as images:``, ``with ImageProcessor(limits) as images:``,
+    or call :meth:`close`; closing kills running decodes rather than waiting for them.
     """
 
     def __init__(self, limits: ImageLimits, workers: int = 2) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.limits = limits
+        self._budget = Budget(
+            cpu_seconds=limits.decode_cpu_seconds,
+            # Twice the header estimate: the limit catches what the estimate missed, never a
+            # decode the estimate allowed.
+            memory_bytes=2 * limits.decode_budget + 64 * _MB,
+        )
+        self._processes = DecodeProcesses(preload=[__name__])
+        self._processes.start()
+        # Threads only wait for the processes; one per decode slot.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexbot-images")
         self._slots = asyncio.Semaphore(workers)
+        self._usage_lock = threading.Lock()
+        self.peak_decode_rss_kib = 0
+        """Largest peak RSS of one decode process so far (for the benchmark and metrics)."""
+        self.peak_decode_cpu_seconds = 0.0
+        """Most CPU one decode process used so far."""
 
     async def normalize(self, data: bytes, filename: str) -> NormalizedImage:
-        """Normalise one image in the pool; raises :class:`ImageRejected` like normalize_image."""
+        """Normalise one image in a decode process; raises :class:`ImageRejected` like
+        normalize_image, and when the decode overruns its CPU or memory limit."""
         async with self._slots:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._pool, normalize_image, data, filename, self.limits
-            )
+            return await loop.run_in_executor(self._pool, self._isolated, data, filename)
 
     def close(self) -> None:
-        """Drop queued work and wait for running work to finish."""
+        """Drop queued work, kill running decodes and wait for their threads (milliseconds)."""
+        self._processes.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _isolated(self, data: bytes, filename: str) -> NormalizedImage:
+        try:
+            done = self._processes.run(
+                _normalize_or_refuse, (data, filename, self.limits), self._budget
+            )
+        except Stopped as e:
+            if e.why == "closed":
+                raise RuntimeError("the image processor is closed") from e
+            log.warning("image %r: decode process stopped (%s): %s", filename, e.why, e.detail)
+            raise ImageRejected(filename, self._stopped_reason(e)) from e
+        except Raised as e:
+            raise RuntimeError(
+                f"normalising {filename!r} failed in its decode process:\n{e}"
+            ) from None
+        with self._usage_lock:
+            self.peak_decode_rss_kib = max(self.peak_decode_rss_kib, done.peak_rss_kib)
+            self.peak_decode_cpu_seconds = max(self.peak_decode_cpu_seconds, done.cpu_seconds)
+        log.debug(
+            "image %r decoded in %.2f s CPU, peak %d MB",
+            filename,
+            done.cpu_seconds,
+            done.peak_rss_kib // 1024,
+        )
+        if isinstance(done.value, str):
+            raise ImageRejected(filename, done.value)
+        return done.value
+
+    def _stopped_reason(self, stopped: Stopped) -> str:
+        if stopped.why in ("cpu", "wall"):
+            return (
+                f"it takes too long to decode (over {self.limits.decode_cpu_seconds:g} s). "
+                "Resize it, or save it again as JPEG or PNG, and attach that."
+            )
+        return (
+            "it could not be decoded within Flexbot's limits; it may be damaged. "
+            "Save or export it again as JPEG or PNG and attach that."
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -238,6 +336,23 @@ class ImageProcessor:
         tb: TracebackType | None,
     ) -> None:
         await asyncio.to_thread(self.close)
+
+
+def _normalize_or_refuse(data: bytes, filename: str, limits: ImageLimits) -> NormalizedImage | str:
+    """normalize_image as run in a decode process: a refusal comes back as its reason."""
+    # One decoder thread: the CPU limit is then also wall time, and thread stacks and arenas do
+    # not eat the memory limit.
+    pillow_heif.options.DECODE_THREADS = 1
+    AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+    try:
+        return normalize_image(data, filename, limits)
+    except ImageRejected as e:
+        return e.reason
+    except MemoryError:
+        return (
+            "it needs more memory to decode than Flexbot allows for one image. "
+            "Resize it, or save it again as JPEG, and attach that."
+        )
 
 
 def _open(data: bytes, filename: str) -> Image.Image:
@@ -340,16 +455,6 @@ def _encode(im: Image.Image) -> tuple[bytes, str]:
         return buf.getvalue(), "image/png"
     im.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling="4:2:0")
     return buf.getvalue(), "image/jpeg"
-
-
-def _mp(pixels: int) -> str:
-    """Millions of pixels, as people say it: 1600, 64, 24.5, 0.25."""
-    value = pixels / 1_000_000
-    if value >= 10:
-        return f"{value:.0f}"
-    if value >= 1:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.2g}"
 
 
 def _mb(n: int) -> str:
