@@ -142,8 +142,9 @@ def decode_refusal(
     if width * height * cost <= budget:
         return None
     limit = mp(budget // cost)
+    a = "an" if kind.startswith("A") else "a"
     return (
-        f"too many pixels for a {kind} file: {width}x{height} is {mp(width * height)} MP, and "
+        f"too many pixels for {a} {kind} file: {width}x{height} is {mp(width * height)} MP, and "
         f"Flexbot reads {kind} files up to {limit} MP. Resize it (or save it as JPEG) "
         "and try again."
     )

@@ -3,10 +3,18 @@
 Image decoders are C code fed with bytes from strangers. However carefully the header is checked
 first (:mod:`bot.decode_cost`), a decoder can still loop or allocate in ways nobody predicted, and a
 thread stuck in C code cannot be stopped: it holds its pool slot, and interpreter shutdown waits
-for it. A process can be stopped. Each call here gets its own process, forked from a
-``multiprocessing`` fork server that has already imported the modules named in ``preload``
-(Pillow and its plugins), so starting one costs a fork, not an import. One process per call also
-means one member's upload never shares a heap with the next member's.
+for it. A process can be stopped. Each call here gets its own process, forked from the bot
+itself, so it starts with Pillow already imported: a fork costs milliseconds, an interpreter with
+Pillow a third of a second. One process per call also means one member's upload never shares a
+heap with the next member's, and CPU limits (which count per process) need no bookkeeping.
+
+Why ``fork`` and not ``forkserver`` or ``spawn``: those two re-import the ``__main__`` module in
+every child (``python -m bot.cli`` would import the whole CLI per image, and a script without a
+``__main__`` guard would recurse). Forking a process that has threads is safe only if the child
+takes no lock another thread may have held; the child here runs Pillow on bytes it was given and
+writes one answer to a pipe, the interpreter re-creates its import and logging locks after a
+fork, and Pillow's plugins are imported before the first fork (:mod:`bot.images`). Should a child
+still hang, its CPU timer cannot fire but the parent's wall-clock limit kills it.
 
 Inside the process, before the call:
 
@@ -29,13 +37,12 @@ import contextlib
 import logging
 import math
 import multiprocessing
-import multiprocessing.forkserver
 import resource
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -94,17 +101,11 @@ _CPU_SIGNALS = frozenset({signal.SIGPROF, signal.SIGXCPU})
 class DecodeProcesses:
     """Starts a process per call; thread-safe; each :meth:`run` blocks its calling thread."""
 
-    def __init__(self, preload: Sequence[str]) -> None:
-        self._ctx = multiprocessing.get_context("forkserver")
-        # Replaces the default ["__main__"]: the bot's entry point must not run again in there.
-        self._ctx.set_forkserver_preload(list(preload))
+    def __init__(self) -> None:
+        self._ctx = multiprocessing.get_context("fork")
         self._lock = threading.Lock()
         self._live: set[BaseProcess] = set()
         self._closed = False
-
-    def start(self) -> None:
-        """Start the fork server now (it imports Pillow once) rather than on the first call."""
-        multiprocessing.forkserver.ensure_running()
 
     def run(self, fn: Callable[..., T], args: tuple[Any, ...], budget: Budget) -> Finished[T]:
         """Call ``fn(*args)`` in a new process; raises :class:`Stopped` or :class:`Raised`."""
@@ -117,7 +118,7 @@ class DecodeProcesses:
         )
         try:
             self._check_open()
-            process.start()  # sends the arguments; never under the lock, it may take a moment
+            process.start()  # never under the lock: close() must not wait for a fork
             send.close()
             with self._lock:
                 self._live.add(process)

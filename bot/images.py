@@ -23,7 +23,7 @@ stuck decode holds its slot for seconds, not hours, and closing the processor ki
 instead of waiting for them. A process rather than only tighter checks, because only a process can
 be stopped in the middle of a C call; a fresh process per decode rather than a long-lived pool,
 because CPU limits count per process and one member's image then never shares a heap with the
-next. The cost is a fork from a preloaded fork server (a few milliseconds) and a copy of the bytes.
+next. The cost is a fork of the bot (a few milliseconds; see bot.decode_process for why fork).
 
 Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is turned off when this module
 is imported: it would fire first, at a fixed 179 MP, with a message meant for developers. Our cap
@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 pillow_heif.register_heif_opener()
+# Import every Pillow plugin now: a decode process forked while another thread imports one would
+# wait forever for that import's lock.
+Image.init()
 # Our pixel cap replaces Pillow's guard; see the module docstring.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -254,8 +257,7 @@ class ImageProcessor:
             # decode the estimate allowed.
             memory_bytes=2 * limits.decode_budget + 64 * _MB,
         )
-        self._processes = DecodeProcesses(preload=[__name__])
-        self._processes.start()
+        self._processes = DecodeProcesses()
         # Threads only wait for the processes; one per decode slot.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexbot-images")
         self._slots = asyncio.Semaphore(workers)
