@@ -220,6 +220,46 @@ async def read_capped(chunks: AsyncIterator[bytes], max_bytes: int, filename: st
     return b"".join(parts)
 
 
+# What intake takes, as uploads name it: every format in _FORMATS, by extension and MIME type.
+_UPLOAD_EXTENSIONS = frozenset(
+    {
+        "png", "apng",
+        "jpg", "jpeg", "jpe", "jfif", "pjpeg", "pjp", "mpo",
+        "webp",
+        "gif",
+        "bmp",
+        "tif", "tiff",
+        "heic", "heif", "hif",
+        "avif",
+    }
+)  # fmt: skip
+_UPLOAD_TYPES = frozenset(
+    {
+        "image/png", "image/apng",
+        "image/jpeg", "image/jpg", "image/pjpeg", "image/mpo",
+        "image/webp",
+        "image/gif",
+        "image/bmp", "image/x-bmp", "image/x-ms-bmp",
+        "image/tiff",
+        "image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence",
+        "image/avif", "image/avif-sequence",
+    }
+)  # fmt: skip
+
+
+def is_supported_upload(filename: str, content_type: str | None) -> bool:
+    """Whether an attachment looks like an image intake takes, by its MIME type or extension.
+
+    Either is enough: Discord sends no type, or ``application/octet-stream``, for some HEIC files,
+    and any name for a pasted image. The content decides in the end (normalize_image).
+    """
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime in _UPLOAD_TYPES:
+        return True
+    _stem, dot, extension = filename.rpartition(".")
+    return bool(dot) and extension.lower() in _UPLOAD_EXTENSIONS
+
+
 def check_size(filename: str, size: int, max_bytes: int) -> None:
     """Refuse a file by its (declared or actual) size, before anything reads or decodes it."""
     if size > max_bytes:

@@ -25,9 +25,11 @@ from bot.images import (
     ImageProcessor,
     NormalizedImage,
     image_size,
+    is_supported_upload,
     normalize_image,
     read_capped,
 )
+from tests.integration.test_image_bombs import progressive_jpeg, tiff_with_huge_tiles, webp_canvas
 
 LIMITS = ImageLimits()
 ACCEPTED = "Attach a PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC or AVIF file."
@@ -558,3 +560,91 @@ async def test_closed_processor_takes_no_more_work():
 
     with pytest.raises(RuntimeError):
         await images.normalize(encode(photo(), "PNG"), "late.png")
+
+
+# --- what the bot picks up from a message --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type"),
+    [
+        ("IMG_0001.HEIC", None),
+        ("IMG_0001.heic", "application/octet-stream"),
+        ("photo.heif", None),
+        ("camera.hif", None),
+        ("image.avif", None),
+        ("upload", "image/avif"),
+        ("upload", "image/heic"),
+        ("upload", "image/heif"),
+        ("scan.TIFF", None),
+        ("scan.tif", None),
+        ("old.bmp", None),
+        ("photo.JPG", None),
+        ("photo.jpeg", None),
+        ("photo.jfif", None),
+        ("sticker.png", None),
+        ("anim.gif", None),
+        ("web.webp", None),
+        ("pasted", "image/png"),
+        ("pasted", "image/jpeg; charset=binary"),
+        ("pasted", "IMAGE/WEBP"),
+    ],
+)
+def test_every_format_intake_takes_is_a_supported_upload(filename: str, content_type: str | None):
+    assert is_supported_upload(filename, content_type)
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type"),
+    [
+        ("logo.svg", "image/svg+xml"),
+        ("clip.mp4", "video/mp4"),
+        ("notes.txt", "text/plain"),
+        ("page.pdf", "application/pdf"),
+        ("art.psd", "image/vnd.adobe.photoshop"),
+        ("next.jxl", "image/jxl"),
+        ("png", None),  # a name that is only an extension word
+        ("archive.png.zip", None),
+    ],
+)
+def test_other_files_are_not_supported_uploads(filename: str, content_type: str | None):
+    assert not is_supported_upload(filename, content_type)
+
+
+# --- decode cost, judged from the header (tests/integration/test_image_bombs.py measures it) -----
+
+
+def test_tiny_webp_declaring_a_huge_canvas_is_refused_with_the_webp_limit():
+    message = refusal(webp_canvas(8000, 8000), "canvas.webp")
+
+    assert message == (
+        "canvas.webp: too many pixels for a WEBP file: 8000x8000 is 64 MP, and Flexbot reads "
+        "WEBP files up to 13 MP. Resize it (or save it as JPEG) and try again."
+    )
+
+
+def test_webp_of_a_few_megapixels_is_accepted():
+    result = normalize_image(webp_canvas(3000, 2000), "wide.webp", LIMITS)
+
+    assert result.notes == ("downscaled from 3000x2000 to 1254x836",)
+
+
+def test_jpeg_with_too_many_scans_is_refused_before_decoding():
+    message = refusal(progressive_jpeg(scans=3000, side=1000), "scans.jpg")
+
+    assert "stored in more than 100 passes (scans)" in message
+    assert "Save it again as a standard (baseline, not progressive) JPEG" in message
+
+
+def test_tiff_with_tiles_larger_than_the_image_is_refused():
+    message = refusal(tiff_with_huge_tiles(), "tiles.tiff")
+
+    assert "its tiles (32752x32752) are larger than the image (16x16)" in message
+
+
+def test_a_larger_target_size_raises_the_decode_budget_with_it():
+    # An operator who keeps 16 MP inputs must be able to send a 16 MP WebP.
+    limits = ImageLimits(max_input_megapixels=16)
+
+    assert limits.decode_budget >= 16 * 1024 * 1024 * 24
+    assert ImageLimits().decode_budget == 240_000_000
