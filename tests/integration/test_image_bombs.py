@@ -50,7 +50,7 @@ def _jpeg_scans(data: bytes) -> tuple[bytes, list[bytes]]:
 
 
 def progressive_jpeg(scans: int, side: int = 4000) -> bytes:
-    """A flat grey progressive JPEG with its last (31-byte) refinement scan repeated ``scans`` times.
+    """A flat grey progressive JPEG, its last (31-byte) refinement scan repeated ``scans`` times.
 
     libjpeg walks every coefficient of the image once per scan: about 0.01 s per scan at 16 MP.
     """
