@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from PIL import Image
 
 from bot.engine.delivery import Undeliverable
+from bot.engine.engine import Engine
 from bot.model import Job, Progress
 from bot.permissions import missing_for_posting
-from cogs import render
-
-if TYPE_CHECKING:
-    from bot.app import FlexBot
+from cogs.edits import render
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +55,13 @@ Postable = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord
 class DiscordDelivery:
     """Posts results and failures in the job's channel, replying to its status message."""
 
-    def __init__(self, bot: FlexBot) -> None:
-        self.bot = bot
+    def __init__(self, client: discord.Client, engine: Engine) -> None:
+        self.bot = client
+        self.engine = engine
 
     def _count(self, exc: BaseException) -> None:
         if isinstance(exc, discord.HTTPException):
-            self.bot.core.engine.metrics.discord_errors.labels(str(exc.status)).inc()
+            self.engine.metrics.discord_errors.labels(str(exc.status)).inc()
 
     async def _channel(self, job: Job) -> Postable:
         if job.channel_id is None:
@@ -119,7 +117,7 @@ class DiscordDelivery:
         data, ext = await asyncio.to_thread(fit_upload, image, limit, ext)
         parent = None
         if job.parent_job_id is not None:
-            parent = await self.bot.core.engine.get_job(job.parent_job_id)
+            parent = await self.engine.get_job(job.parent_job_id)
         filename = render.output_filename(job, ext)
         out = render.result(job, parent, filename)
         reference = None

@@ -4,6 +4,12 @@ Resolution of each limit, most specific first: a user override, else the highest
 role overrides (unlimited beats any number), else the guild's override, else a global override,
 else the setting. All windows are UTC calendar days and months.
 
+The owner's value (a global override, else the setting) is a ceiling for the caps and counts and a
+floor for the cooldown: a server's, role's or member's override is clamped to it here, where every
+check reads its limits, so an override stored before the admin command refused such values (or
+written by hand) cannot lift a member or a server past what the owner allows. The bot-wide cap
+comes from the owner alone, and a server-wide cap is never taken from a member's override.
+
 A limit that says no is a ``UserError`` naming the limit, what is left of it and when it resets;
 the checks here return it (they are pure), the engine raises it.
 """
@@ -21,15 +27,6 @@ from bot.settings import Settings
 MONEY_LIMITS = ("user_daily_cap", "user_monthly_cap", "guild_monthly_cap", "global_monthly_cap")
 COUNT_LIMITS = ("user_max_queued", "user_max_running", "user_cooldown_seconds")
 LIMIT_NAMES = MONEY_LIMITS + COUNT_LIMITS
-_ROLE_LIMITS = frozenset(
-    {
-        "user_daily_cap",
-        "user_monthly_cap",
-        "user_max_queued",
-        "user_max_running",
-        "user_cooldown_seconds",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +64,47 @@ def default_limits(settings: Settings) -> dict[str, int | None]:
     }
 
 
-def _higher(a: int | None, b: int | None) -> int | None:
-    return None if a is None or b is None else max(a, b)
+#: Which scopes may override each limit below the owner's (global) one.
+_SCOPES_BELOW_OWNER = {
+    name: (
+        frozenset()
+        if name == "global_monthly_cap"
+        else frozenset({LimitScope.GUILD})
+        if name == "guild_monthly_cap"
+        else frozenset({LimitScope.GUILD, LimitScope.ROLE, LimitScope.USER})
+    )
+    for name in LIMIT_NAMES
+}
+#: The one limit where lower is more generous: the owner's value is a floor, not a ceiling.
+FLOOR_LIMITS = frozenset({"user_cooldown_seconds"})
+
+
+def within_owner_bound(name: str, value: int | None, bound: int | None) -> int | None:
+    """``value`` clamped to the owner's ``bound`` (None = unlimited): the most a server, role
+    or member override may give, or for the cooldown the least it may take."""
+    if name in FLOOR_LIMITS:
+        return max(value or 0, bound or 0)
+    if bound is None:
+        return value
+    return bound if value is None else min(value, bound)
+
+
+def owner_limits(
+    defaults: Mapping[str, int | None],
+    overrides: Iterable[tuple[LimitScope, int, str, int | None]],
+) -> dict[str, int | None]:
+    """The owner's value of each limit: a global override, else the setting."""
+    owner = {name: defaults[name] for name in LIMIT_NAMES}
+    for scope, _, name, value in overrides:
+        if scope == LimitScope.GLOBAL and name in owner:
+            owner[name] = value
+    return owner
+
+
+def _more_generous(name: str, value: int | None, than: int | None) -> bool:
+    if name in FLOOR_LIMITS:
+        return (value or 0) < (than or 0)
+    return than is not None and (value is None or value > than)
 
 
 def resolve_limits(
@@ -76,39 +112,36 @@ def resolve_limits(
     overrides: Iterable[tuple[LimitScope, int, str, int | None]],
 ) -> Limits:
     """Combine settings and (scope, target_id, name, value) overrides into effective limits."""
-    by_scope: dict[LimitScope, dict[str, int | None]] = {
-        LimitScope.GLOBAL: {},
-        LimitScope.GUILD: {},
-        LimitScope.USER: {},
+    overrides = list(overrides)
+    owner = owner_limits(defaults, overrides)
+    owner_source = {name: DEFAULT_SOURCE for name in LIMIT_NAMES}
+    chosen: dict[LimitScope, dict[str, tuple[int | None, LimitSource]]] = {
+        scope: {} for scope in LimitScope
     }
-    roles: dict[str, tuple[int | None, int]] = {}
-    targets: dict[tuple[LimitScope, str], int] = {}
-    for scope, target, name, value in overrides:
-        if scope == LimitScope.ROLE:
-            if name not in _ROLE_LIMITS:
+    for scope, target, name, _ in overrides:
+        if scope == LimitScope.GLOBAL and name in owner_source:
+            owner_source[name] = LimitSource(scope, target)
+    for scope, target, name, stored in overrides:
+        if name not in LIMIT_NAMES:
+            continue
+        value, source = stored, LimitSource(scope, target)
+        if scope != LimitScope.GLOBAL:
+            if scope not in _SCOPES_BELOW_OWNER[name]:
                 continue
-            # Cooldown is the one limit where lower is more generous.
-            if name in roles:
-                old, _ = roles[name]
-                value = (
-                    min(old or 0, value or 0)
-                    if name == "user_cooldown_seconds"
-                    else _higher(old, value)
-                )
-            roles[name] = (value, target)
-        else:
-            by_scope[scope][name] = value
-            targets[scope, name] = target
+            # Clamped before the roles compare, so the highest role stays under the ceiling too.
+            value = within_owner_bound(name, stored, owner[name])
+            if value != stored:
+                source = owner_source[name]
+        held = chosen[scope].get(name)
+        if scope == LimitScope.ROLE and held and not _more_generous(name, value, held[0]):
+            continue
+        chosen[scope][name] = (value, source)
     values: dict[str, int | None] = {}
     sources: dict[str, LimitSource] = {}
     for name in LIMIT_NAMES:
-        if name in roles:
-            by_scope.setdefault(LimitScope.ROLE, {})[name] = roles[name][0]
         for scope in (LimitScope.USER, LimitScope.ROLE, LimitScope.GUILD, LimitScope.GLOBAL):
-            if name in by_scope.get(scope, {}):
-                values[name] = by_scope[scope][name]
-                target = roles[name][1] if scope == LimitScope.ROLE else targets[scope, name]
-                sources[name] = LimitSource(scope, target)
+            if name in chosen[scope]:
+                values[name], sources[name] = chosen[scope][name]
                 break
         else:
             values[name], sources[name] = defaults[name], DEFAULT_SOURCE

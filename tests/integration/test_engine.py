@@ -88,8 +88,10 @@ async def test_daily_cap_refusal_names_limit_remaining_and_reset(
 async def test_highest_role_cap_wins_and_user_override_beats_roles(
     tmp_path: Path, fake_fal: FakeFal
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=50_000) as kit:
+    # The owner's $1 is the ceiling; the server's own $0.05 is what members without a role get.
+    async with engine_kit(tmp_path, fake_fal.url) as kit:
         async with kit.db.transaction() as tx:
+            await limits_repo.set_limit(tx, LimitScope.GUILD, 10, 0, "user_daily_cap", 50_000, 9)
             await limits_repo.set_limit(tx, LimitScope.ROLE, 10, 501, "user_daily_cap", 100_000, 9)
             await limits_repo.set_limit(tx, LimitScope.ROLE, 10, 502, "user_daily_cap", 300_000, 9)
         limits = await kit.engine.limits_for(Requester(1, 10, 100, (501, 502)))
@@ -100,7 +102,7 @@ async def test_highest_role_cap_wins_and_user_override_beats_roles(
         limits = await kit.engine.limits_for(Requester(1, 10, 100, (501, 502)))
         assert limits["user_daily_cap"] == 20_000
         ticket(await kit.submit(user=2, roles=(501,)))  # $0.10 fits the role's $0.10
-        (await refused(kit.submit(user=3)))  # $0.10 does not fit the default $0.05
+        (await refused(kit.submit(user=3)))  # $0.10 does not fit the server's $0.05
 
 
 async def test_granted_credit_raises_what_a_member_may_spend(

@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import UserError
-from bot.images import check_size
+from bot.core import Core
+from bot.errors import ImageRejected, UserError
+from bot.images import check_size, is_supported_upload
 from bot.model import MAX_IMAGES, EditParams, EditRequest, InputImage, JobState, JobTicket, Origin
 from bot.params import SIZE_CHOICES, parse_edit_params
-from cogs import render
-from cogs.errors import channel_is_nsfw, gate, report, requester_of
-
-if TYPE_CHECKING:
-    from bot.app import Core, FlexBot
+from cogs.edits import render
+from cogs.errors import report
+from cogs.interactions import SAFETY_CHOICES, channel_is_nsfw, core_of, gate, requester_of
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,12 @@ OptAttachment = discord.Attachment | None
 async def read_images(core: Core, attachments: Sequence[discord.Attachment]) -> list[InputImage]:
     """Download (byte-capped), normalise and store each image; ImageRejected names the file."""
     cap = core.settings.max_input_bytes
-    for a in attachments:  # refuse on the declared size before downloading anything
+    for a in attachments:  # refuse on the declared type and size before downloading anything
+        if not is_image(a):
+            raise ImageRejected(
+                a.filename,
+                "is not an image Flexbot can read; attach PNG, JPEG, WebP, GIF, HEIC or AVIF.",
+            )
         check_size(a.filename, a.size, cap)
 
     async def one(a: discord.Attachment) -> InputImage:
@@ -92,8 +96,7 @@ async def queue_edit(
     **raw: Any,
 ) -> None:
     """The shared path of /edit and the context menu (after the ephemeral defer)."""
-    bot: FlexBot = interaction.client
-    core = bot.core
+    core = core_of(interaction.client)
     params = parse_edit_params(num_images=len(attachments), limits=core.param_limits, **raw)
     await check_safety(core, interaction, params)
     inputs = await read_images(core, attachments)
@@ -108,9 +111,8 @@ async def queue_edit(
 
 
 def is_image(a: discord.Attachment) -> bool:
-    if (a.content_type or "").startswith("image/"):
-        return True
-    return a.filename.lower().rsplit(".", 1)[-1] in {"png", "jpg", "jpeg", "webp", "gif"}
+    """An attachment intake can read (HEIC and AVIF from phones included)."""
+    return is_supported_upload(a.filename, a.content_type)
 
 
 class EditModal(discord.ui.Modal):
@@ -159,15 +161,9 @@ class EditModal(discord.ui.Modal):
 class Edit(commands.Cog):
     """/edit and the message context menu."""
 
-    def __init__(self, bot: FlexBot) -> None:
-        self.bot = bot
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self.menu = app_commands.ContextMenu(name="Edit with FLUX", callback=self.edit_message)
-
-    async def cog_load(self) -> None:
-        self.bot.tree.add_command(self.menu)
-
-    async def cog_unload(self) -> None:
-        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     @app_commands.command(name="edit", description="Edit images with FLUX.2 [flex]")
     @app_commands.describe(
@@ -183,7 +179,9 @@ class Edit(commands.Cog):
         safety="Safety tolerance: 1 strictest .. 5 most permissive",
         safety_checker="Leave on; off only in age-restricted channels that allow it",
     )
-    @app_commands.choices(size=[app_commands.Choice(name=s, value=s) for s in SIZE_CHOICES])
+    @app_commands.choices(
+        size=[app_commands.Choice(name=s, value=s) for s in SIZE_CHOICES], safety=SAFETY_CHOICES
+    )
     async def edit(
         self,
         interaction: discord.Interaction[Any],
@@ -196,14 +194,14 @@ class Edit(commands.Cog):
         image6: OptAttachment = None,
         image7: OptAttachment = None,
         image8: OptAttachment = None,
-        seed: app_commands.Range[int, 0, 2**53] | None = None,
+        seed: app_commands.Range[int, 0, 2**53 - 1] | None = None,
         steps: app_commands.Range[int, 2, 50] | None = None,
         guidance: app_commands.Range[float, 1.5, 10.0] | None = None,
         size: str | None = None,
         width: app_commands.Range[int, 64, 8192] | None = None,
         height: app_commands.Range[int, 64, 8192] | None = None,
         format: Literal["jpeg", "png"] | None = None,
-        safety: Literal["1", "2", "3", "4", "5"] | None = None,
+        safety: str | None = None,
         safety_checker: bool | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -230,7 +228,3 @@ class Edit(commands.Cog):
         if not images:
             raise UserError("That message has no images to edit. Use it on a message with images.")
         await interaction.response.send_modal(EditModal(message, images))
-
-
-async def setup(bot: FlexBot) -> None:
-    await bot.add_cog(Edit(bot))

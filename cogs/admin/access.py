@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
-
 import discord
 from discord import app_commands
 
-from cogs.admin import AdminSubgroup, flexadmin_group, guild_id_of, reply
-
-if TYPE_CHECKING:
-    from bot.app import FlexBot
-
-Tolerance = Literal["1", "2", "3", "4", "5"]
+from bot.core import Core
+from bot.model import SafetyTolerance
+from cogs.admin.group import AdminSubgroup, guild_id_of, reply
+from cogs.interactions import SAFETY_CHOICES
 
 
 class AccessGroup(AdminSubgroup):
     """Who may use Flexbot, and where."""
 
-    def __init__(self, bot: FlexBot) -> None:
-        super().__init__(name="access", description="Channels, required role, blocked members.")
-        self.bot = bot
+    def __init__(self, core: Core) -> None:
+        super().__init__(
+            core, name="access", description="Channels, required role, blocked members."
+        )
 
     @app_commands.command(name="allow", description="Let Flexbot answer in this channel.")
     @app_commands.describe(channel="Once any channel is allowed, only allowed ones work")
     async def allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction,
             admin.allow_channel(interaction.user.id, guild_id_of(interaction), channel.id, True),
@@ -35,7 +32,7 @@ class AccessGroup(AdminSubgroup):
     async def disallow(
         self, interaction: discord.Interaction, channel: discord.TextChannel
     ) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction,
             admin.allow_channel(interaction.user.id, guild_id_of(interaction), channel.id, False),
@@ -43,7 +40,7 @@ class AccessGroup(AdminSubgroup):
 
     @app_commands.command(name="all-channels", description="Let Flexbot answer everywhere.")
     async def all_channels(self, interaction: discord.Interaction) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction,
             admin.set_allowed_channels(interaction.user.id, guild_id_of(interaction), []),
@@ -53,7 +50,7 @@ class AccessGroup(AdminSubgroup):
     async def role(
         self, interaction: discord.Interaction, role: discord.Role | None = None
     ) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction,
             admin.set_required_role(
@@ -65,7 +62,7 @@ class AccessGroup(AdminSubgroup):
     async def block(
         self, interaction: discord.Interaction, member: discord.Member, reason: str | None = None
     ) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction,
             admin.block(interaction.user.id, guild_id_of(interaction), member.id, reason),
@@ -73,7 +70,7 @@ class AccessGroup(AdminSubgroup):
 
     @app_commands.command(name="unblock", description="Let a blocked member use Flexbot again.")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction, admin.unblock(interaction.user.id, guild_id_of(interaction), member.id)
         )
@@ -82,11 +79,11 @@ class AccessGroup(AdminSubgroup):
 class SafetyGroup(AdminSubgroup):
     """The loosest safety members may ask for, per channel."""
 
-    def __init__(self, bot: FlexBot) -> None:
-        super().__init__(name="safety", description="Highest safety tolerance per channel.")
-        self.bot = bot
+    def __init__(self, core: Core) -> None:
+        super().__init__(core, name="safety", description="Highest safety tolerance per channel.")
 
     @app_commands.command(name="set", description="Highest tolerance for a channel or the server.")
+    @app_commands.choices(tolerance=SAFETY_CHOICES)
     @app_commands.describe(
         tolerance="1 = strictest, 5 = most permissive",
         channel="A channel (default: the server's default)",
@@ -95,17 +92,17 @@ class SafetyGroup(AdminSubgroup):
     async def set_(
         self,
         interaction: discord.Interaction,
-        tolerance: Tolerance,
+        tolerance: str,
         channel: discord.TextChannel | None = None,
         checker_off: bool = False,
     ) -> None:
         await reply(
             interaction,
-            self.bot.core.admin.set_safety(
+            self.core.admin.set_safety(
                 interaction.user.id,
                 guild_id_of(interaction),
                 channel.id if channel else None,
-                tolerance,
+                SafetyTolerance(tolerance),
                 checker_off,
                 channel_is_nsfw=bool(channel and channel.is_nsfw()),
             ),
@@ -113,20 +110,8 @@ class SafetyGroup(AdminSubgroup):
 
     @app_commands.command(name="clear", description="A channel follows the server default again.")
     async def clear(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-        admin = self.bot.core.admin
+        admin = self.core.admin
         await reply(
             interaction,
             admin.clear_safety(interaction.user.id, guild_id_of(interaction), channel.id),
         )
-
-
-async def setup(bot: FlexBot) -> None:
-    group = flexadmin_group(bot)
-    group.add_command(AccessGroup(bot))
-    group.add_command(SafetyGroup(bot))
-
-
-async def teardown(bot: FlexBot) -> None:
-    group = flexadmin_group(bot)
-    group.remove_command("access")
-    group.remove_command("safety")

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import discord
 from discord import app_commands
 
 from bot.admin import LIMIT_WORDS, parse_limit_value, parse_money
-from bot.errors import UserError
-from cogs.admin import AdminSubgroup, flexadmin_group, guild_id_of, reply
-
-if TYPE_CHECKING:
-    from bot.app import FlexBot
+from bot.core import Core
+from cogs.admin.group import AdminSubgroup, guild_id_of, reply
 
 LIMIT_CHOICES = [
     app_commands.Choice(name=words, value=name)
@@ -24,9 +19,8 @@ LIMIT_CHOICES = [
 class LimitGroup(AdminSubgroup):
     """Caps and counts for the server, a role or a member."""
 
-    def __init__(self, bot: FlexBot) -> None:
-        super().__init__(name="limit", description="Spend caps, queue caps and cooldown.")
-        self.bot = bot
+    def __init__(self, core: Core) -> None:
+        super().__init__(core, name="limit", description="Spend caps, queue caps and cooldown.")
 
     @app_commands.command(name="set", description="Set a limit for the server, a role or a member.")
     @app_commands.describe(
@@ -44,14 +38,10 @@ class LimitGroup(AdminSubgroup):
         member: discord.Member | None = None,
         role: discord.Role | None = None,
     ) -> None:
-        try:
-            parsed = parse_limit_value(limit.value, value)
-        except UserError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
-            return
+        parsed = parse_limit_value(limit.value, value)
         await reply(
             interaction,
-            self.bot.core.admin.set_limit(
+            self.core.admin.set_limit(
                 interaction.user.id,
                 guild_id_of(interaction),
                 limit.value,
@@ -73,7 +63,7 @@ class LimitGroup(AdminSubgroup):
     ) -> None:
         await reply(
             interaction,
-            self.bot.core.admin.clear_limit(
+            self.core.admin.clear_limit(
                 interaction.user.id,
                 guild_id_of(interaction),
                 limit.value,
@@ -86,9 +76,8 @@ class LimitGroup(AdminSubgroup):
 class CreditGroup(AdminSubgroup):
     """Extra allowance for a member this month."""
 
-    def __init__(self, bot: FlexBot) -> None:
-        super().__init__(name="credit", description="Give or take back extra budget.")
-        self.bot = bot
+    def __init__(self, core: Core) -> None:
+        super().__init__(core, name="credit", description="Give or take back extra budget.")
 
     async def _change(
         self,
@@ -98,12 +87,8 @@ class CreditGroup(AdminSubgroup):
         reason: str | None,
         grant: bool,
     ) -> None:
-        try:
-            micros = parse_money(amount) or 0
-        except UserError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
-            return
-        admin = self.bot.core.admin
+        micros = parse_money(amount) or 0
+        admin = self.core.admin
         change = admin.grant_credit if grant else admin.revoke_credit
         await reply(
             interaction,
@@ -131,15 +116,3 @@ class CreditGroup(AdminSubgroup):
         reason: str | None = None,
     ) -> None:
         await self._change(interaction, member, amount, reason, grant=False)
-
-
-async def setup(bot: FlexBot) -> None:
-    group = flexadmin_group(bot)
-    group.add_command(LimitGroup(bot))
-    group.add_command(CreditGroup(bot))
-
-
-async def teardown(bot: FlexBot) -> None:
-    group = flexadmin_group(bot)
-    group.remove_command("limit")
-    group.remove_command("credit")

@@ -1,4 +1,4 @@
-"""Pure rendering: jobs, tickets and refusals -> message content, embeds and buttons. No network."""
+"""Pure rendering of edits: jobs and tickets -> message content, embeds and buttons. No network."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.admin_facts import GateRefused
-from bot.engine.quota import LimitSource, humanize_delta
-from bot.errors import UserError
-from bot.model import Job, JobState, JobTicket, LimitScope, Progress, usd
+from bot.engine.quota import humanize_delta
+from bot.model import Job, JobState, JobTicket, Progress, usd
 
 CONTENT_MAX = 2000
 DESCRIPTION_MAX = 4000
@@ -112,29 +110,6 @@ def status_ended(job: Job, reason: str) -> Rendered:
 def queued_ack(ticket: JobTicket) -> str:
     """The requester's private note that the job is queued and where the status is."""
     return f"Queued as job #{ticket.job_id}; the status and the result follow in this channel."
-
-
-def refusal_text(refusal: UserError) -> str:
-    """A no from the core in the member's words, naming channels and roles as mentions."""
-    if isinstance(refusal, GateRefused) and refusal.channel_ids:
-        where = ", ".join(f"<#{c}>" for c in refusal.channel_ids)
-        return f"Flexbot is not enabled in this channel. Try {where}."
-    if isinstance(refusal, GateRefused) and refusal.role_id is not None:
-        return f"You need the <@&{refusal.role_id}> role to use Flexbot here."
-    return refusal.message
-
-
-def limit_source(source: LimitSource) -> str:
-    """Where a limit's value came from, for /usage."""
-    if source.scope == LimitScope.USER:
-        return "member override"
-    if source.scope == LimitScope.ROLE:
-        return f"role <@&{source.target_id}>"
-    if source.scope == LimitScope.GUILD:
-        return "server setting"
-    if source.scope == LimitScope.GLOBAL:
-        return "bot-wide override"
-    return "default"
 
 
 def lineage(job: Job, parent: Job | None) -> str | None:

@@ -1,0 +1,1 @@
+"""/flexadmin for server admins: limits, credit, access, safety, pause, reports, audit."""

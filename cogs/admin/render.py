@@ -1,0 +1,146 @@
+"""Pure rendering of /flexadmin answers: facts from the core -> mentions, dollars, embeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from bot.admin import LIMIT_WORDS
+from bot.admin_facts import (
+    AdminChange,
+    BlockChanged,
+    ChannelsChanged,
+    CreditChanged,
+    Ids,
+    LimitChanged,
+    PauseChanged,
+    RoleChanged,
+    SafetyChanged,
+    SettingRow,
+)
+from bot.admin_report import show_limit
+from bot.engine.quota import MONEY_LIMITS, LimitSource
+from bot.engine.usage import UsageReport
+from bot.model import AuditRow, LimitScope, usd
+
+
+def mentions(ids: Ids) -> str:
+    mark = {"member": "@", "role": "@&", "channel": "#"}[ids.kind]
+    return ", ".join(f"<{mark}{i}>" for i in ids.ids)
+
+
+def _who(scope: LimitScope, target: int) -> str:
+    return {
+        LimitScope.USER: f"<@{target}>",
+        LimitScope.ROLE: f"<@&{target}>",
+        LimitScope.GUILD: "this server",
+        LimitScope.GLOBAL: "every server",
+    }[scope]
+
+
+def describe_change(change: AdminChange) -> str:
+    """An admin change in words, members, roles and channels as mentions."""
+    where = "everywhere" if getattr(change, "everywhere", False) else "on this server"
+    match change:
+        case LimitChanged(name, scope, target, value, cleared):
+            who = f"{LIMIT_WORDS[name]} for {_who(scope, target)}"
+            if cleared:
+                return f"{who} is back to the default."
+            return f"{who} is now {show_limit(name, value)}."
+        case CreditChanged(user, amount, True, _):
+            return f"Granted {usd(amount)} of credit to <@{user}> for this month."
+        case CreditChanged(user, amount, False, left):
+            return f"Revoked {usd(amount)} of credit from <@{user}>; {usd(left or 0)} left."
+        case BlockChanged(user, True, _):
+            return f"<@{user}> can no longer use Flexbot {where}."
+        case BlockChanged(user, False, _):
+            return f"<@{user}> can use Flexbot {where} again."
+        case PauseChanged(True, _):
+            return f"Flexbot is paused {where}; jobs already queued still run."
+        case PauseChanged(False, _):
+            return f"Flexbot takes edits {where} again."
+        case ChannelsChanged(()):
+            return "Flexbot now answers in every channel."
+        case ChannelsChanged(channels):
+            return f"Flexbot now answers only in {mentions(Ids('channel', channels))}."
+        case RoleChanged(None):
+            return "No role is needed to use Flexbot any more."
+        case RoleChanged(role):
+            return f"Members now need <@&{role}> to use Flexbot."
+        case SafetyChanged(channel, None, _):
+            return f"<#{channel}> follows the server's safety default again."
+        case SafetyChanged(channel, tolerance, checker_off):
+            place = "this server's default" if channel is None else f"<#{channel}>"
+            checker = (
+                " The checker may be switched off (age-restricted channels only)."
+                if checker_off
+                else " The safety checker stays on."
+            )
+            return f"Highest safety tolerance for {place} is now {tolerance}.{checker}"
+    raise AssertionError(f"unknown admin change {change!r}")
+
+
+def render_report(report: UsageReport) -> discord.Embed:
+    t = report.totals
+    embed = discord.Embed(title=f"Flexbot usage: {report.period.label}", colour=0x5865F2)
+    embed.description = (
+        f"**{usd(t.spent_micros)}** spent ({usd(t.charged_micros)} charged, "
+        f"{usd(t.held_micros)} held for running jobs)\n"
+        f"{t.jobs} jobs: {t.delivered} delivered, {t.failed} failed, {t.cancelled} cancelled"
+    )
+    members = [f"<@{b.key}> · {usd(b.spent_micros)} · {b.jobs} jobs" for b in report.top_members]
+    channels = [
+        f"{f'<#{b.key}>' if b.key else 'no channel'} · {usd(b.spent_micros)} · {b.jobs} jobs"
+        for b in report.channels
+    ]
+    embed.add_field(name="Top members", value="\n".join(members) or "none", inline=False)
+    embed.add_field(name="Channels", value="\n".join(channels) or "none", inline=False)
+    return embed
+
+
+def render_audit_detail(detail: dict[str, Any]) -> str:
+    """An audit row's details for people: members, roles and channels as mentions, money in $."""
+    scope = detail.get("scope")
+    money = detail.get("name") in MONEY_LIMITS
+
+    def show(key: str, value: Any) -> str | None:
+        if value is None or (key == "target" and scope in ("guild", "global")):
+            return None
+        if key == "user" or (key == "target" and scope == "user"):
+            return f"<@{value}>"
+        if key == "role" or (key == "target" and scope == "role"):
+            return f"<@&{value}>"
+        if key == "channel":
+            return f"<#{value}>"
+        if key == "channels" and isinstance(value, list):
+            return ",".join(f"<#{c}>" for c in value) or "all"
+        if key == "amount" or (key == "value" and money):
+            return usd(int(value))
+        return str(value)
+
+    shown = ((k, show(k, v)) for k, v in detail.items())
+    return " ".join(f"{k}={v}" for k, v in shown if v is not None)
+
+
+def _shown(value: str | Ids | LimitSource) -> str:
+    if isinstance(value, Ids):
+        return mentions(value)
+    if isinstance(value, LimitSource):
+        scope = value.scope or LimitScope.GUILD
+        who = {
+            LimitScope.ROLE: f"role <@&{value.target_id}>",
+            LimitScope.USER: f"<@{value.target_id}>",
+        }
+        return f"{who.get(scope, 'server')} override"
+    return value
+
+
+def render_settings(rows: list[SettingRow]) -> str:
+    return "\n".join(f"{r.key} = {_shown(r.value)}  ({_shown(r.source)})" for r in rows)
+
+
+def render_audit_line(row: AuditRow) -> str:
+    """One audit row: when, who, what."""
+    detail = render_audit_detail(row.detail)
+    return f"<t:{int(row.created_at)}:R> <@{row.actor_id}> {row.action} {detail}"

@@ -1,0 +1,1 @@
+"""Edits and their buttons: /edit, the "Edit with FLUX" menu, /rerun, /show, result buttons."""

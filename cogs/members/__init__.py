@@ -1,0 +1,1 @@
+"""Member commands about their own work: /queue, /cancel, /usage, /optout."""
