@@ -5,164 +5,71 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import shlex
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import cast
 
-from bot.errors import ConfigError, ImageRejected, InvalidParameter, StoreError
-from bot.fal.client import FalClient, QueueStatus
+from bot.core import Core, FalBackend, open_core
+from bot.errors import ConfigError, ImageRejected, InvalidParameter, StoreError, UserError
+from bot.fal.client import FalClient
 from bot.fal.errors import FalError
-from bot.images import ImageLimits, ImageProcessor, NormalizedImage, check_size, image_size
+from bot.images import check_size
+from bot.intake import new_input
 from bot.logs import configure_logging
-from bot.model import EditParams, usd
+from bot.model import EditParams, EditRequest, InputImage, JobState, Origin, Requester, usd
 from bot.params import ParamLimits, parse_edit_params
-from bot.pricing import PriceList
-from bot.secret import Secret
 from bot.settings import Settings, load_settings, render_example
+from bot.terminal import TERMINAL_USER_ID, StatusLine, TerminalDelivery, rerun_command
 
 log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-FAKE_KEY = Secret("fake-key")
-
-
-def image_limits(settings: Settings) -> ImageLimits:
-    return ImageLimits(
-        max_bytes=settings.max_input_bytes,
-        max_pixels=settings.max_input_pixels,
-        max_input_megapixels=settings.max_input_megapixels,
-        megapixel=settings.megapixel_pixels,
-    )
-
-
-def param_limits(settings: Settings) -> ParamLimits:
-    return ParamLimits(
-        max_prompt_chars=settings.max_prompt_chars,
-        max_output_megapixels=settings.max_output_megapixels,
-        megapixel_pixels=settings.megapixel_pixels,
-    )
-
-
-def fal_client(settings: Settings, key: Secret | None, url: str | None = None) -> FalClient:
-    """The fal client for these settings; ``url`` points both APIs at a fake."""
-    return FalClient(
-        key,
-        queue_url=url or settings.fal_queue_url,
-        rest_url=url or settings.fal_rest_url,
-        app_id=settings.fal_app_id,
-        timeout=settings.fal_http_timeout_seconds,
-        max_attempts=settings.fal_max_attempts,
-    )
-
-
-@contextlib.asynccontextmanager
-async def fal_backend(settings: Settings, *, fake: bool) -> AsyncIterator[FalClient]:
-    """The real fal, or the bundled fake started in this process."""
-    if not fake:
-        async with fal_client(settings, settings.fal_key) as client:
-            yield client
-        return
-    from bot.fal.fake import FakeFal  # only needed for dry runs
-
-    async with (
-        FakeFal(processing_time=1.0) as server,
-        fal_client(settings, FAKE_KEY, server.url) as client,
-    ):
-        yield client
 
 
 # -- flexbot edit --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Terminal:
-    """Progress on stderr: one rewritten line on a terminal, plain lines otherwise."""
-
-    out: TextIO
-    _last: str = ""
-
-    def show(self, text: str) -> None:
-        if text == self._last:
-            return
-        self._last = text
-        if self.out.isatty():
-            self.out.write("\r\033[K" + text[:200])
-        else:
-            self.out.write(text + "\n")
-        self.out.flush()
-
-    def done(self) -> None:
-        if self.out.isatty() and self._last:
-            self.out.write("\n")
-        self._last = ""
-
-
-def rerun_command(args: argparse.Namespace, params: EditParams, seed: int, out: Path) -> str:
-    words = [
-        "flexbot",
-        "edit",
-        *[str(p) for p in args.images],
-        "--prompt",
-        params.prompt,
-        "--seed",
-        str(seed),
-        "--size",
-        str(params.image_size),
-        "--steps",
-        str(params.num_inference_steps),
-        "--guidance",
-        f"{params.guidance_scale:g}",
-        "--format",
-        params.output_format,
-        "--safety-tolerance",
-        params.safety_tolerance,
-    ]
-    if not params.enable_safety_checker:
-        words.append("--no-safety-checker")
-    if args.fake:
-        words.append("--fake")
-    words += ["--out", str(out)]
-    return shlex.join(words)
-
-
-async def _load_inputs(
-    paths: Sequence[Path], settings: Settings, processor: ImageProcessor
-) -> list[NormalizedImage]:
-    images = []
+async def _read_inputs(core: Core, paths: Sequence[Path]) -> list[InputImage]:
+    """Normalise each file (submit stores it once the job is admitted); ImageRejected names the
+    file."""
+    inputs = []
     for path in paths:
         try:
             size = path.stat().st_size
         except OSError as exc:
             raise ImageRejected(str(path), f"cannot read it ({exc.strerror})") from None
-        check_size(str(path), size, settings.max_input_bytes)
-        images.append(await processor.normalize(path.read_bytes(), str(path)))
-    return images
+        check_size(str(path), size, core.settings.max_input_bytes)
+        image = await core.images.normalize(path.read_bytes(), str(path))
+        for note in image.notes:
+            print(f"{path}: {note}", file=sys.stderr)
+        inputs.append(new_input(image))
+    return inputs
+
+
+def _output_format(args: argparse.Namespace) -> str | None:
+    if args.format is None and args.out:
+        # `--out night.png` means a PNG: take the format from the file name when not given.
+        return {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(Path(args.out).suffix.lower())
+    return cast(str | None, args.format)
 
 
 async def run_edit(args: argparse.Namespace, settings: Settings) -> int:
-    err = _Terminal(sys.stderr)
-    output_format = args.format
-    if output_format is None and args.out:
-        # `--out night.png` means a PNG: take the format from the file name when not given.
-        output_format = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(
-            Path(args.out).suffix.lower()
-        )
     params = parse_edit_params(
         prompt=args.prompt,
         num_images=len(args.images),
-        limits=param_limits(settings),
+        limits=ParamLimits.from_settings(settings),
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
         size=args.size,
-        output_format=output_format,
+        output_format=_output_format(args),
         safety_tolerance=args.safety_tolerance,
         enable_safety_checker=not args.no_safety_checker,
     )
@@ -174,50 +81,45 @@ async def run_edit(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    with ImageProcessor(image_limits(settings), settings.image_workers) as processor:
-        images = await _load_inputs(args.images, settings, processor)
-    for path, image in zip(args.images, images, strict=True):
-        for note in image.notes:
-            print(f"{path}: {note}", file=sys.stderr)
-    sizes = [(i.width, i.height) for i in images]
-    prices = PriceList.from_settings(settings)
-    estimate = prices.estimate(params, sizes)
+    with contextlib.ExitStack() as scratch:
+        if args.fake:
+            # A dry run keeps its jobs in a throwaway database: nothing billed, nothing to record.
+            tmp = scratch.enter_context(tempfile.TemporaryDirectory(prefix="flexbot-edit-"))
+            settings = dataclasses.replace(settings, data_dir=Path(tmp))
+        backend = FalBackend.FAKE if args.fake else FalBackend.REAL
+        async with open_core(settings, fal=backend, fake_processing_time=1.0) as core:
+            return await _edit_through_engine(core, args, params)
+    raise AssertionError("unreachable")  # mypy: the with block always returns
+
+
+async def _edit_through_engine(core: Core, args: argparse.Namespace, params: EditParams) -> int:
+    delivery = TerminalDelivery(Path(args.out) if args.out else None, StatusLine(sys.stderr))
+    inputs = await _read_inputs(core, args.images)
+    await core.engine.start(delivery)
+    ticket = await core.engine.submit(
+        EditRequest(params, tuple(inputs), Requester(TERMINAL_USER_ID), origin=Origin.CLI)
+    )
     dry = " (fake fal: nothing is billed)" if args.fake else ""
+    megapixels = core.engine.prices.estimate(params, [(i.width, i.height) for i in inputs])
     print(
-        f"Estimated cost: {usd(estimate.micros)} for {estimate.total_megapixels} megapixels{dry}",
+        f"Estimated cost: {usd(ticket.estimate_micros)} for {megapixels.total_megapixels} "
+        f"megapixels{dry}",
         flush=True,
     )
-
-    async with fal_backend(settings, fake=args.fake) as fal:
-        urls = [
-            await fal.upload(i.data, i.content_type, f"input-{n}") for n, i in enumerate(images, 1)
-        ]
-        request_id = await fal.submit(params.to_fal_input(urls))
-        err.show(f"Submitted (request {request_id})")
-
-        def on_status(status: QueueStatus) -> None:
-            if status.status == "IN_QUEUE":
-                err.show(f"Waiting at fal, position {status.queue_position}")
-            elif status.logs:
-                err.show(f"Running: {status.logs[-1].message}")
-            elif status.status == "IN_PROGRESS":
-                err.show("Running")
-
-        result = await fal.wait(request_id, poll_interval=0.25, on_status=on_status)
-        err.done()
-        if not result.images:
-            raise FalError("fal returned no image")
-        data = await fal.download(result.images[0].url, settings.max_output_bytes)
-
-    width, height = image_size(data)
-    ext = "png" if params.output_format == "png" else "jpg"
-    out = Path(args.out) if args.out else Path(f"flexbot-{result.seed}.{ext}")
-    out.write_bytes(data)
-    actual = prices.quote(sizes, (width, height))
-    print(f"Wrote {out} ({width}x{height})")
-    print(f"Seed: {result.seed}")
-    print(f"Cost: {usd(actual.micros)}{dry}")
-    print(f"Rerun: {rerun_command(args, params, result.seed, out)}")
+    job = await core.engine.wait_for_state(
+        ticket.job_id, tuple(JobState.FINAL), timeout=core.settings.fal_job_timeout_seconds + 60
+    )
+    if job.state != JobState.DELIVERED or delivery.written is None:
+        reason = delivery.failure or job.failure_reason or job.state
+        print(f"flexbot: error: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    assert job.seed is not None
+    print(f"Wrote {delivery.written} ({job.output_width}x{job.output_height})")
+    print(f"Seed: {job.seed}")
+    print(f"Cost: {usd(job.cost_micros or 0)}{dry}")
+    print(
+        f"Rerun: {rerun_command(args.images, params, job.seed, delivery.written, fake=args.fake)}"
+    )
     return 0
 
 
@@ -291,7 +193,7 @@ async def run_doctor_cli(settings: Settings) -> int:
     from bot.app import check_discord
     from bot.doctor import run_doctor
 
-    async with fal_client(settings, settings.fal_key) as client:
+    async with FalClient.from_settings(settings, settings.fal_key) as client:
         results = await run_doctor(settings, client, check_discord)
     for result in results:
         print(result.line())
@@ -378,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "doctor":
             return asyncio.run(run_doctor_cli(settings))
         if args.command in ("backup", "restore"):
-            from bot import backup
+            from bot.store import backup
 
             if args.command == "backup":
                 report = backup.backup(settings.data_dir, args.path)
@@ -409,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidParameter as exc:
         print(f"flexbot: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ImageRejected as exc:
+    except UserError as exc:  # an image refused, a budget or limit that says no
         print(f"flexbot: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except FalError as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bot.fal.client import FalClient
 from bot.fal.errors import FalAuthError, FalError
 from bot.settings import Settings
-from bot.store.db import migrations
+from bot.store.db import inspect_file, migrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,7 @@ def check_database(settings: Settings) -> CheckResult:
     if not path.exists():
         return CheckResult("database", True, f"{path} will be created (schema {known})")
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+        version, integrity = inspect_file(path)
     except sqlite3.Error as exc:
         return CheckResult(
             "database",

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from bot.model import AuditRow
 from bot.store.db import Reader, Tx, execute, fetch_all
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    """One recorded admin change."""
-
-    id: int
-    guild_id: int | None
-    actor_id: int | None
-    action: str
-    detail: dict[str, Any]
-    created_at: float
 
 
 async def record(

@@ -9,9 +9,11 @@ private to the bot's user (0600 in a 0700 directory) whatever the umask.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -186,3 +188,17 @@ async def insert(tx: Tx, sql: str, args: Sequence[Any] = ()) -> int:
     cur = await tx.conn.execute(sql, args)
     assert cur.lastrowid is not None
     return cur.lastrowid
+
+
+def inspect_file(path: Path) -> tuple[int, str]:
+    """(schema version, quick_check verdict) of a database file, opened read-only.
+
+    For ``flexbot doctor``: it must not create, migrate or lock a database it only looks at.
+    Raises sqlite3.Error when the file cannot be read as a database.
+    """
+    with contextlib.closing(
+        sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    ) as conn:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        verdict = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+    return version, verdict

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import backup
 from bot.errors import StoreError
 from bot.fal.fake import FakeFal
+from bot.store import backup
 from tests.support.cli import run_flexbot
 from tests.support.engine_kit import engine_kit
 

@@ -1,4 +1,4 @@
-"""cogs.render is pure: jobs, tickets and progress -> what members see."""
+"""cogs.edits.render is pure: jobs, tickets and progress -> what members see."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import replace
 from bot.admin_facts import GateRefused
 from bot.errors import UserError
 from bot.model import EditParams, ImageSize, Job, JobState, JobTicket, Progress
-from cogs import render
+from cogs.edits import render
+from cogs.errors import refusal_text
 
 PARAMS = EditParams(
     prompt="make it blue @everyone",
@@ -128,11 +129,11 @@ def test_done_and_ended_status_have_no_buttons() -> None:
 
 
 def test_refusal_and_summary_text() -> None:
-    assert render.refusal_text(UserError("Over your daily cap.")) == "Over your daily cap."
+    assert refusal_text(UserError("Over your daily cap.")) == "Over your daily cap."
     role = GateRefused("You need a particular role.", limit="role", role_id=9)
-    assert render.refusal_text(role) == "You need the <@&9> role to use Flexbot here."
+    assert refusal_text(role) == "You need the <@&9> role to use Flexbot here."
     where = GateRefused("Not here.", limit="channel", channel_ids=(1, 2))
-    assert render.refusal_text(where) == "Flexbot is not enabled in this channel. Try <#1>, <#2>."
+    assert refusal_text(where) == "Flexbot is not enabled in this channel. Try <#1>, <#2>."
     job = make_job(state=JobState.FAILED, failure_reason="fal broke")
     assert render.job_summary(job) == "Job #42 is failed: fal broke."
 
