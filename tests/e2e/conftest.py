@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, FakeGuild
 
 # Test modules import helpers from this plugin module; let pytest rewrite its asserts first.
 pytest.register_assert_rewrite("tests.e2e.flexbot_fixtures")
@@ -61,10 +61,18 @@ class BotProcess:
         """Everything the bot printed so far (stdout and stderr, across restarts)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def sync_scopes(self) -> set[int | None]:
+        """Where the bot registers its commands: the FLEXBOT_DISCORD_SYNC_GUILDS ids, or globally
+        (None) when it names none."""
+        raw = self.env.get("FLEXBOT_DISCORD_SYNC_GUILDS", "").replace(",", " ").split()
+        return {int(g) for g in raw} or {None}
+
     async def start(self, *, wait_commands: bool = True, timeout: float = START_TIMEOUT_S) -> None:
-        """Start and wait for IDENTIFY -> READY and (by default) a command registration."""
+        """Start and wait for IDENTIFY -> READY and (by default) its command registrations (one
+        per sync guild), so a test may use commands in any of them at once."""
         readies = self.fake.gateway.ready_count
         syncs = len(self.fake.command_syncs)
+        scopes = self.sync_scopes()
         with self.log_path.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.cmd,
@@ -79,7 +87,8 @@ class BotProcess:
             if not self.running:
                 return True
             ok = self.fake.gateway.ready_count > readies
-            return ok and (not wait_commands or len(self.fake.command_syncs) > syncs)
+            synced = {scope for scope, _ in self.fake.command_syncs[syncs:]}
+            return ok and (not wait_commands or scopes <= synced)
 
         waiter = asyncio.ensure_future(self.fake.wait_for(ready, timeout=timeout))
         exited = asyncio.ensure_future(self.proc.wait())
@@ -143,8 +152,10 @@ async def discord() -> AsyncIterator[FakeDiscord]:
 async def start_bot(discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[StartBot]:
     """Factory: `await start_bot(cmd=[...], env={...})` starts a bot on the fake, waits for READY.
 
-    The default command is the harness bot. Every process is stopped at teardown (SIGTERM, then
-    SIGKILL after a timeout) and the test fails if any pid is still alive.
+    The default command is the harness bot. `sync_guild=True` registers its commands in
+    `discord.guild`, `sync_guilds=[...]` in each guild named (else: globally). Every process is
+    stopped at teardown (SIGTERM, then SIGKILL after a timeout) and the test fails if any pid is
+    still alive.
     """
     bots: list[BotProcess] = []
 
@@ -154,8 +165,10 @@ async def start_bot(discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Start
         *,
         wait_commands: bool = True,
         sync_guild: bool = False,
+        sync_guilds: Sequence[FakeGuild] = (),
     ) -> BotProcess:
         n = len(bots)
+        guilds = list(sync_guilds) or ([discord.guild] if sync_guild else [])
         data_dir = tmp_path / f"bot{n}-data"
         data_dir.mkdir()
         full_env = {
@@ -163,7 +176,11 @@ async def start_bot(discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Start
             **discord.env(),
             "FLEXBOT_DATA_DIR": str(data_dir),
             "PYTHONUNBUFFERED": "1",
-            **({"FLEXBOT_DISCORD_SYNC_GUILDS": str(discord.guild.id)} if sync_guild else {}),
+            **(
+                {"FLEXBOT_DISCORD_SYNC_GUILDS": ",".join(str(g.id) for g in guilds)}
+                if guilds
+                else {}
+            ),
             **(env or {}),
         }
         bot = BotProcess(

@@ -10,6 +10,9 @@ Use from a test module (fixtures: ``fal``, ``fal_options``, ``flexbot``, ``flexb
         job = flexbot.job(1)            # the jobs row as a dict (sqlite3 on the bot's data dir)
 
 ``flexbot_env`` lets a module add settings (e.g. a low budget) by overriding the fixture.
+``flexbot`` registers the commands in ``discord.guild`` only (the bot is in ``discord.guild_b`` too,
+without commands there); a module that drives both servers overrides ``flexbot`` with
+``start_flexbot(..., guilds=[discord.guild, discord.guild_b])``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import io
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from PIL import Image
 from bot.fal.fake import FakeFal
 from tests.e2e.conftest import BotProcess, StartBot
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.state import FakeChannel, FakeInteraction, FakeUser
+from tests.fakes.discord.state import FakeChannel, FakeGuild, FakeInteraction, FakeUser
 
 FLEXBOT_CMD = [sys.executable, "-m", "bot.cli", "run"]
 
@@ -142,11 +145,23 @@ def flexbot_env() -> dict[str, str]:
     return {}
 
 
+async def start_flexbot(
+    discord: FakeDiscord,
+    start_bot: StartBot,
+    fal: FakeFal,
+    env: dict[str, str],
+    *,
+    guilds: Sequence[FakeGuild],
+) -> FlexbotRun:
+    """Start the real Flexbot with its commands registered in each of `guilds`."""
+    full_env = {**flexbot_settings(fal), **env}
+    process = await start_bot(cmd=FLEXBOT_CMD, env=full_env, sync_guilds=guilds)
+    return FlexbotRun(process, fal, discord)
+
+
 @pytest.fixture
 async def flexbot(
     discord: FakeDiscord, start_bot: StartBot, fal: FakeFal, flexbot_env: dict[str, str]
 ) -> FlexbotRun:
     """The real Flexbot, registered in the fake guild, ready to take commands."""
-    env = {**flexbot_settings(fal), **flexbot_env}
-    process = await start_bot(cmd=FLEXBOT_CMD, env=env, sync_guild=True)
-    return FlexbotRun(process, fal, discord)
+    return await start_flexbot(discord, start_bot, fal, flexbot_env, guilds=[discord.guild])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 
 from .openapi import Violation, refusal
-from .state import FakeChannel, FakeInteraction, FakeMessage, Json, MessageFlag, Perm
+from .state import FakeChannel, FakeGuild, FakeInteraction, FakeMessage, Json, MessageFlag, Perm
 from .validate import ApiError, check_message, error_leaf, invalid_form_body
 
 if TYPE_CHECKING:
@@ -273,8 +273,8 @@ class RestApi:
             )
         return out
 
-    def _check(self, call: Call, body: Json, *, is_edit: bool) -> None:
-        check_message(body, call.files, self.fake.guild.upload_limit, is_edit=is_edit)
+    def _check(self, call: Call, channel: FakeChannel, body: Json, *, is_edit: bool) -> None:
+        check_message(body, call.files, channel.guild.upload_limit, is_edit=is_edit)
 
     def _channel(self, call: Call) -> FakeChannel:
         channel = self.fake.channel(call.id("channel_id"))
@@ -289,7 +289,7 @@ class RestApi:
         return msg
 
     def _bot_perms(self, channel: FakeChannel) -> int:
-        return self.fake.guild.permissions_in(channel, self.fake.bot_user.id)
+        return channel.guild.permissions_in(channel, self.fake.bot_user.id)
 
     # ------------------------------------------------------ login/connect
     async def get_me(self, call: Call) -> Reply:
@@ -321,7 +321,7 @@ class RestApi:
                 "team": None,
                 "flags": 0,
                 "bot": fake.bot_user.payload(),
-                "approximate_guild_count": 1,
+                "approximate_guild_count": len(fake.guilds),
                 "interactions_endpoint_url": None,
                 "redirect_uris": [],
                 "tags": [],
@@ -346,9 +346,10 @@ class RestApi:
         if call.id("application_id") != self.fake.application_id:
             raise ApiError(403, 50001, "Missing Access")
         if "guild_id" in call.params:
-            if call.id("guild_id") != self.fake.guild.id:
+            guild = self.fake.guild_by_id(call.id("guild_id"))
+            if guild is None:
                 raise ApiError(403, 50001, "Missing Access")
-            return self.fake.guild.id
+            return guild.id
         return None
 
     async def get_commands(self, call: Call) -> Reply:
@@ -467,7 +468,7 @@ class RestApi:
         resource: Json | None = None
         if ctype in (4, 5):
             if ctype == 4:
-                self._check(call, data, is_edit=False)
+                self._check(call, handle.channel, data, is_edit=False)
             msg = self._response_message(handle, data, call, loading=ctype == 5)
             handle.original = msg
             await self.fake.store_message(msg)
@@ -486,7 +487,7 @@ class RestApi:
                 handle.source_message.id, handle.source_message
             )
             if ctype == 7:
-                self._check(call, data, is_edit=True)
+                self._check(call, handle.channel, data, is_edit=True)
                 await self.fake.update_message(
                     handle.original, data, self._attachments_from_upload(call, handle.channel, data)
                 )
@@ -577,7 +578,7 @@ class RestApi:
         handle = self._interaction(call)
         msg = self._webhook_target(call, handle)
         body = call.body or {}
-        self._check(call, body, is_edit=True)
+        self._check(call, msg.channel, body, is_edit=True)
         await self.fake.update_message(
             msg, body, self._attachments_from_upload(call, msg.channel, body)
         )
@@ -595,7 +596,7 @@ class RestApi:
         if not handle.acknowledged:
             raise ApiError(404, 10015, "Unknown Webhook")
         body = call.body or {}
-        self._check(call, body, is_edit=False)
+        self._check(call, handle.channel, body, is_edit=False)
         if handle.response_type == 5 and handle.original is not None and handle.original.loading:
             # Discord turns the first followup after a deferral into the original response.
             await self.fake.update_message(
@@ -641,7 +642,7 @@ class RestApi:
             raise ApiError(403, 50001, "Missing Access")
         if not perms & send or (call.files and not perms & Perm.ATTACH_FILES):
             raise missing_permissions()
-        self._check(call, body, is_edit=False)
+        self._check(call, channel, body, is_edit=False)
         nonce = body.get("nonce")
         if nonce is not None and len(str(nonce)) > NONCE_MAX:
             raise invalid_form_body(
@@ -701,7 +702,7 @@ class RestApi:
         body = call.body or {}
         if (msg.author.id != self.fake.bot_user.id or msg.ephemeral) and set(body) - {"flags"}:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
-        self._check(call, body, is_edit=True)
+        self._check(call, channel, body, is_edit=True)
         await self.fake.update_message(
             msg, body, self._attachments_from_upload(call, channel, body)
         )
@@ -723,31 +724,31 @@ class RestApi:
         return Reply(204)
 
     # ---------------------------------------------------------------- guild
-    def _guild(self, call: Call) -> None:
-        if call.id("guild_id") != self.fake.guild.id:
+    def _guild(self, call: Call) -> FakeGuild:
+        guild = self.fake.guild_by_id(call.id("guild_id"))
+        if guild is None:
             raise ApiError(404, 10004, "Unknown Guild")
+        return guild
 
     async def get_guild(self, call: Call) -> Reply:
-        self._guild(call)
-        body = self.fake.guild.payload()
+        guild = self._guild(call)
+        body = guild.payload()
         if call.request.query.get("with_counts") in ("true", "1"):
-            body.update(
-                approximate_member_count=len(self.fake.guild.members), approximate_presence_count=0
-            )
+            body.update(approximate_member_count=len(guild.members), approximate_presence_count=0)
         return Reply(body=body)
 
     async def get_guild_channels(self, call: Call) -> Reply:
-        self._guild(call)
-        chans = [c for c in self.fake.guild.channels.values() if not c.deleted and not c.is_thread]
+        guild = self._guild(call)
+        chans = [c for c in guild.channels.values() if not c.deleted and not c.is_thread]
         return Reply(body=[c.payload() for c in chans])
 
     async def get_roles(self, call: Call) -> Reply:
-        self._guild(call)
-        return Reply(body=[r.payload() for r in self.fake.guild.roles.values()])
+        guild = self._guild(call)
+        return Reply(body=[r.payload() for r in guild.roles.values()])
 
     async def get_member(self, call: Call) -> Reply:
-        self._guild(call)
-        member = self.fake.guild.members.get(call.id("user_id"))
+        guild = self._guild(call)
+        member = guild.members.get(call.id("user_id"))
         if member is None:
             raise ApiError(404, 10007, "Unknown Member")
         return Reply(body=member.payload())

@@ -77,7 +77,11 @@ class InteractionType:
 
 
 class FakeDiscord:
-    """A fake Discord (REST + gateway + CDN) for one guild, driven from the test's event loop."""
+    """A fake Discord (REST + gateway + CDN) with two guilds, driven from the test's event loop.
+
+    `guild` is the one most tests use; `guild_b` is a second server the bot is also in, for
+    tests that one server cannot see or use another's things.
+    """
 
     def __init__(
         self, *, token: str = FAKE_TOKEN, host: str = "127.0.0.1", check_openapi: bool = True
@@ -110,7 +114,9 @@ class FakeDiscord:
         self.gateway = Gateway(
             token=token,
             ready_payload=self._ready_payload,
-            guild_payloads=lambda: [self.guild.create_payload(self.bot_user.id, self.clock.iso())],
+            guild_payloads=lambda: [
+                g.create_payload(self.bot_user.id, self.clock.iso()) for g in self.guilds
+            ],
             members_chunk=self._members_chunk,
             changed=self.changed,
             resume_url=lambda: self.gateway_url,
@@ -159,21 +165,60 @@ class FakeDiscord:
         )
         for ch in (self.general, self.nsfw_channel, self.locked_channel, self.thread):
             g.channels[ch.id] = ch
+        self._build_guild_b()
+
+    def _build_guild_b(self) -> None:
+        """A second server: alice is in both; carol and mod_b (Manage Messages here) only in B."""
+        new = self.ids.next
+        self.owner_b = FakeUser(new(), "owner_b")
+        self.carol = FakeUser(new(), "carol")
+        self.mod_b = FakeUser(new(), "moderator_b")
+        for user in (self.owner_b, self.carol, self.mod_b):
+            self.users[user.id] = user
+        gid = new()
+        self.guild_b = FakeGuild(self, gid, "Second Test Guild", self.owner_b.id)
+        g = self.guild_b
+        self.everyone_role_b = FakeRole(gid, "@everyone", Perm.EVERYONE_DEFAULT)
+        self.bot_role_b = FakeRole(new(), "Flexbot", 0, position=2, managed=True)
+        self.mod_role_b = FakeRole(new(), "Moderator", Perm.MANAGE_MESSAGES, position=1)
+        for role in (self.everyone_role_b, self.bot_role_b, self.mod_role_b):
+            g.roles[role.id] = role
+        g.members[self.bot_user.id] = FakeMember(self.bot_user, [self.bot_role_b.id])
+        g.members[self.owner_b.id] = FakeMember(self.owner_b)
+        g.members[self.alice.id] = FakeMember(self.alice)
+        g.members[self.carol.id] = FakeMember(self.carol)
+        g.members[self.mod_b.id] = FakeMember(self.mod_b, [self.mod_role_b.id])
+        self.general_b = FakeChannel(new(), g, "general", position=0)
+        self.nsfw_channel_b = FakeChannel(new(), g, "art-18plus", nsfw=True, position=1)
+        for ch in (self.general_b, self.nsfw_channel_b):
+            g.channels[ch.id] = ch
+
+    @property
+    def guilds(self) -> list[FakeGuild]:
+        """Every guild the bot is in, `guild` first."""
+        return [self.guild, self.guild_b]
+
+    def guild_by_id(self, guild_id: int) -> FakeGuild | None:
+        """A guild the bot is in, by id."""
+        return next((g for g in self.guilds if g.id == guild_id), None)
 
     def user(self, name: str) -> FakeUser:
         """A user by username."""
         return next(u for u in self.users.values() if u.username == name)
 
     def channel(self, channel_id: int) -> FakeChannel | None:
-        """A channel that exists and was not deleted."""
-        ch = self.guild.channels.get(channel_id)
-        return ch if ch is not None and not ch.deleted else None
+        """A channel (of any guild) that exists and was not deleted."""
+        for guild in self.guilds:
+            ch = guild.channels.get(channel_id)
+            if ch is not None:
+                return None if ch.deleted else ch
+        return None
 
     def _ready_payload(self, session: GatewaySession) -> Json:
         return {
             "v": 10,
             "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(self.guild.id), "unavailable": True}],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "session_type": "normal",
@@ -185,9 +230,10 @@ class FakeDiscord:
         }
 
     def _members_chunk(self, data: Json) -> Json:
+        guild = self.guild_by_id(int(data.get("guild_id") or 0)) or self.guild
         return {
-            "guild_id": str(self.guild.id),
-            "members": [m.payload() for m in self.guild.members.values()],
+            "guild_id": str(guild.id),
+            "members": [m.payload() for m in guild.members.values()],
             "chunk_index": 0,
             "chunk_count": 1,
             "nonce": data.get("nonce"),
@@ -297,7 +343,7 @@ class FakeDiscord:
         )
         content = body.get("content") or ""
         users, roles, everyone = resolve_mentions(
-            self.guild, channel, author.id, content, body.get("allowed_mentions"), replied
+            channel.guild, channel, author.id, content, body.get("allowed_mentions"), replied
         )
         embeds = list(body.get("embeds") or [])
         if body.get("embed"):
@@ -325,7 +371,7 @@ class FakeDiscord:
                 "type": 0,
                 "message_id": str(replied.id),
                 "channel_id": str(replied.channel.id),
-                "guild_id": str(self.guild.id),
+                "guild_id": str(replied.channel.guild.id),
             }
         return msg
 
@@ -335,9 +381,10 @@ class FakeDiscord:
         self.messages[msg.id] = msg
         if not msg.ephemeral:
             payload = msg.payload()
+            members = msg.channel.guild.members
             payload["member"] = (
-                self.guild.members[msg.author.id].payload(with_user=False)
-                if (msg.author.id in self.guild.members)
+                members[msg.author.id].payload(with_user=False)
+                if msg.author.id in members
                 else None
             )
             await self.gateway.dispatch("MESSAGE_CREATE", payload, intent=INTENT_GUILD_MESSAGES)
@@ -358,7 +405,7 @@ class FakeDiscord:
             )
             allowed = body.get("allowed_mentions", msg.allowed_mentions)
             users, roles, everyone = resolve_mentions(
-                self.guild, msg.channel, msg.author.id, msg.content, allowed, replied
+                msg.channel.guild, msg.channel, msg.author.id, msg.content, allowed, replied
             )
             msg.mentioned_user_ids, msg.mentioned_role_ids, msg.mention_everyone = (
                 users,
@@ -393,7 +440,7 @@ class FakeDiscord:
                 {
                     "id": str(msg.id),
                     "channel_id": str(msg.channel.id),
-                    "guild_id": str(self.guild.id),
+                    "guild_id": str(msg.channel.guild.id),
                 },
                 intent=INTENT_GUILD_MESSAGES,
             )
@@ -418,6 +465,21 @@ class FakeDiscord:
         msg = self.new_message(channel, user, {"content": content}, atts)
         return await self.store_message(msg)
 
+    async def post_as_bot(
+        self,
+        channel: FakeChannel,
+        content: str = "",
+        *,
+        components: Iterable[Json] = (),
+        attachments: Iterable[tuple[str, bytes, str]] = (),
+    ) -> FakeMessage:
+        """A message the bot posted earlier, e.g. a copy of a result's buttons that an older bot
+        version posted elsewhere: tests that a click is checked on arrival, not at posting."""
+        atts = [self.cdn_attachment(channel.id, n, d, c) for n, d, c in attachments]
+        body: Json = {"content": content, "components": list(components)}
+        msg = self.new_message(channel, self.bot_user, body, atts)
+        return await self.store_message(msg)
+
     async def drop_gateway(self, code: int = 4000) -> int:
         """Close the bot's gateway socket; discord.py reconnects and sends RESUME."""
         return await self.gateway.drop(code)
@@ -426,28 +488,31 @@ class FakeDiscord:
     def _interaction_base(
         self, itype: int, user: FakeUser, channel: FakeChannel, data: Json
     ) -> Json:
-        member = self.guild.members[user.id]
-        perms = self.guild.permissions_in(channel, user.id)
+        guild = channel.guild
+        member = guild.members.get(user.id)
+        if member is None:
+            raise LookupError(f"{user.username} is not a member of {guild.name!r}")
+        perms = guild.permissions_in(channel, user.id)
         channel_payload = {**channel.payload(), "permissions": str(perms)}
         return {
             "id": str(self.ids.next()),
             "application_id": str(self.application_id),
             "type": itype,
             "data": data,
-            "guild_id": str(self.guild.id),
-            "guild": {"id": str(self.guild.id), "locale": "en-US", "features": []},
+            "guild_id": str(guild.id),
+            "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
             "channel_id": str(channel.id),
             "channel": channel_payload,
             "member": {**member.payload(), "permissions": str(perms)},
             "token": "itok." + secrets.token_urlsafe(32),
             "version": 1,
-            "app_permissions": str(self.guild.permissions_in(channel, self.bot_user.id)),
+            "app_permissions": str(guild.permissions_in(channel, self.bot_user.id)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild.id)},
+            "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0,
-            "attachment_size_limit": self.guild.upload_limit,
+            "attachment_size_limit": guild.upload_limit,
         }
 
     async def _send_interaction(
@@ -478,14 +543,18 @@ class FakeDiscord:
         await self.changed()
         return handle
 
-    def find_command(self, name: str, ctype: int) -> Json:
-        """A registered command (guild first, then global) by name and type."""
-        for scope in (self.guild.id, None):
+    def find_command(self, name: str, ctype: int, guild: FakeGuild | None = None) -> Json:
+        """A command registered in `guild` (default: `self.guild`) or globally, by name and type."""
+        for scope in ((guild or self.guild).id, None):
             for cmd in self.commands.get(scope, []):
                 if cmd["name"] == name and cmd.get("type", 1) == ctype:
                     return cmd
-        known = sorted(c["name"] for cmds in self.commands.values() for c in cmds)
-        raise LookupError(f"command {name!r} (type {ctype}) is not registered; registered: {known}")
+        known = {scope: sorted(c["name"] for c in cmds) for scope, cmds in self.commands.items()}
+        where = (guild or self.guild).name
+        raise LookupError(
+            f"command {name!r} (type {ctype}) is not registered in {where!r}; registered "
+            f"(by guild id, None = global): {known}"
+        )
 
     def _option_value(self, opt: Json, value: Any, resolved: Json, channel: FakeChannel) -> Any:
         otype = opt["type"]
@@ -499,9 +568,9 @@ class FakeDiscord:
             return str(att.id)
         if otype in (6, 9) and isinstance(value, FakeUser):
             resolved.setdefault("users", {})[str(value.id)] = value.payload()
-            member = self.guild.members.get(value.id)
+            member = channel.guild.members.get(value.id)
             if member is not None:
-                perms = self.guild.permissions_in(channel, value.id)
+                perms = channel.guild.permissions_in(channel, value.id)
                 resolved.setdefault("members", {})[str(value.id)] = {
                     **member.payload(with_user=False),
                     "permissions": str(perms),
@@ -512,7 +581,7 @@ class FakeDiscord:
                 "id": str(value.id),
                 "name": value.name,
                 "type": value.type,
-                "permissions": str(self.guild.permissions_in(value, self.bot_user.id)),
+                "permissions": str(value.guild.permissions_in(value, self.bot_user.id)),
                 "parent_id": str(value.parent_id) if value.parent_id else None,
                 "nsfw": value.nsfw,
             }
@@ -573,7 +642,7 @@ class FakeDiscord:
         """
         channel = channel or self.general
         root, *subs = name.split()
-        cmd = self.find_command(root, 1)
+        cmd = self.find_command(root, 1, channel.guild)
         resolved: Json = {}
         defs = cmd.get("options") or []
         data: Json = {"id": cmd["id"], "name": root, "type": 1}
@@ -604,10 +673,15 @@ class FakeDiscord:
         user: FakeUser,
         message: FakeMessage | None = None,
         target_user: FakeUser | None = None,
+        channel: FakeChannel | None = None,
     ) -> FakeInteraction:
-        """Run a message (or user) context-menu command as `user`."""
+        """Run a message (or user) context-menu command as `user`.
+
+        A message's menu runs in its channel; a user's in `channel` (default `general`).
+        """
         if message is not None:
-            cmd = self.find_command(name, 3)
+            channel = message.channel
+            cmd = self.find_command(name, 3, channel.guild)
             data: Json = {
                 "id": cmd["id"],
                 "name": name,
@@ -615,10 +689,10 @@ class FakeDiscord:
                 "target_id": str(message.id),
                 "resolved": {"messages": {str(message.id): message.payload()}},
             }
-            channel = message.channel
         elif target_user is not None:
-            cmd = self.find_command(name, 2)
-            member = self.guild.members[target_user.id]
+            channel = channel or self.general
+            cmd = self.find_command(name, 2, channel.guild)
+            member = channel.guild.members[target_user.id]
             data = {
                 "id": cmd["id"],
                 "name": name,
@@ -629,7 +703,6 @@ class FakeDiscord:
                     "members": {str(target_user.id): member.payload(with_user=False)},
                 },
             }
-            channel = self.general
         else:
             raise ValueError("context_menu needs message= or target_user=")
         if cmd.get("guild_id"):

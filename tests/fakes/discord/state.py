@@ -84,7 +84,7 @@ class Snowflakes:
 
 @dataclass(eq=False)
 class FakeUser:
-    """A Discord user (a member of the fake guild or the bot)."""
+    """A Discord user (a member of one or both fake guilds, or the bot)."""
 
     id: int
     username: str
@@ -142,7 +142,7 @@ class FakeRole:
 
 @dataclass(eq=False)
 class FakeMember:
-    """A user's membership in the guild."""
+    """A user's membership in one guild."""
 
     user: FakeUser
     roles: list[int] = field(default_factory=list)
@@ -388,7 +388,7 @@ class FakeChannel:
 
 @dataclass(eq=False)
 class FakeGuild:
-    """The one guild the fake serves, with its roles, members and channels."""
+    """A guild the fake serves, with its roles, members and channels."""
 
     owner: FakeDiscord
     id: int
