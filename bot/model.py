@@ -207,12 +207,18 @@ class CancelOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Requester:
-    """Who asked, and where: what budgets and limits apply."""
+    """Who asked, and where: what budgets and limits apply, and which jobs they may see.
+
+    ``channel_nsfw``: the channel is age-restricted. ``moderator``: Manage Messages in this
+    channel of this server (the front end fills both; ``bot.visibility`` decides with them).
+    """
 
     user_id: int
     guild_id: int | None = None
     channel_id: int | None = None
     role_ids: tuple[int, ...] = ()
+    channel_nsfw: bool = False
+    moderator: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +255,17 @@ class Job:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    #: Asked for in an age-restricted channel (or from before that was recorded: unknown counts
+    #: as age-restricted), so its images never reappear in an ordinary channel.
+    channel_nsfw: bool = True
+    #: The author of the message a context-menu edit took its images from.
+    source_author_id: int | None = None
 
     @property
     def requester(self) -> Requester:
-        return Requester(self.user_id, self.guild_id, self.channel_id, self.role_ids)
+        return Requester(
+            self.user_id, self.guild_id, self.channel_id, self.role_ids, self.channel_nsfw
+        )
 
     @property
     def delivery_key(self) -> str:
@@ -262,11 +275,14 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class InputImage:
-    """A normalised input already in the blob store."""
+    """A normalised input: already in the blob store, or (``data`` set) to be stored there once
+    its job is admitted, so a refused edit leaves nothing on disk."""
 
     sha256: str
     width: int
     height: int
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    content_type: str = "image/jpeg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +295,8 @@ class EditRequest:
     origin: Origin = Origin.COMMAND
     parent_job_id: int | None = None
     source_message_id: int | None = None
+    #: Who posted the message a context-menu edit uses: their remix opt-out applies.
+    source_author_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,3 +326,15 @@ class Progress:
     queue_position: int | None = None  # ours while queued, fal's while in fal's queue
     eta_seconds: float | None = None
     logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One recorded admin change."""
+
+    id: int
+    guild_id: int | None
+    actor_id: int | None
+    action: str
+    detail: dict[str, Any]
+    created_at: float

@@ -206,6 +206,14 @@ class Settings:
     image_workers: int = _opt(
         2, "Threads that decode and resize images.", lo=1, hi=32, section="images"
     )
+    max_download_bytes_in_flight: int = _opt(
+        256 * 1024 * 1024,
+        "Bytes of attachments the whole bot downloads at once; past it a member waits up to 30 s "
+        "for room, then is asked to try again. Each member may have 8 x max_input_bytes "
+        "downloading (one full edit); keep this at least that large.",
+        lo=1024 * 1024,
+        section="images",
+    )
 
     # budgets (money in dollars in the file; "unlimited" switches a cap off)
     user_daily_cap: int | None = _opt(

@@ -4,23 +4,29 @@ Access (blocked, paused), per-member counts (queued, cooldown) and money caps ar
 job is inserted with its ``reserve`` ledger row in ONE write transaction, so two submits can never
 both fit under a cap that has room for one. A refusal is a raised ``UserError`` that names the
 limit, what is left and when it resets.
+
+``precheck`` makes the same checks earlier, from the sizes the uploads declare, so a refused edit
+costs no download, no decode and no disk (issue 11); it writes nothing, and submit still decides.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.engine import quota
 from bot.errors import UserError
-from bot.model import EditParams, EditRequest, InputImage, Job, Requester
+from bot.images import check_size
+from bot.model import MAX_IMAGES, EditParams, EditRequest, InputImage, Job, Requester
 from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import access as access_repo
 from bot.store import credits as credits_repo
 from bot.store import jobs as jobs_repo
 from bot.store import limits as limits_repo
+from bot.store import prefs as prefs_repo
 from bot.store.db import Database, Reader
 
 log = logging.getLogger(__name__)
@@ -83,28 +89,92 @@ class Admission:
                 f"Flexbot is paused {where} by an admin; try again later.", limit="paused"
             )
 
+    async def check_source_author(
+        self, requester: Requester, author_id: int | None, src: Reader | None = None
+    ) -> None:
+        """Refuse editing another member's message images when they opted out of remixing."""
+        if author_id is None or author_id == requester.user_id:
+            return
+        if await prefs_repo.remix_opted_out(src or self.db, author_id):
+            raise UserError(
+                "The member who posted these images has asked that others not edit or remix "
+                "them, so Flexbot won't. Try it on your own images instead.",
+                limit="remix_opt_out",
+            )
+
+    async def _check(self, who: Requester, estimate: int, now: float, src: Reader) -> quota.Limits:
+        """Access, counts, cooldown and money, in that order: raises the first refusal, else
+        returns the limits that apply."""
+        try:
+            await self.check_access(who, src)
+            limits = await self.limits_for(who, src)
+            queued, running = await jobs_repo.count_active(src, who.user_id)
+            last = await jobs_repo.last_submission(src, who.user_id)
+            refusal = quota.check_counts(limits, queued, running, last, now)
+            if refusal is None:
+                usage = await self.usage_for(who, now, src)
+                refusal = quota.check_budget(estimate, limits, usage, now)
+            if refusal is not None:
+                raise refusal
+        except UserError as exc:
+            log.info("user=%s guild=%s refused: %s", who.user_id, who.guild_id, exc.limit)
+            raise
+        return limits
+
+    async def precheck(
+        self,
+        requester: Requester,
+        params: EditParams,
+        declared: Sequence[tuple[int, int] | None],
+        declared_bytes: Sequence[int],
+        *,
+        source_author_id: int | None = None,
+    ) -> int:
+        """Every check submit makes, from the sizes the uploads declare, before any download.
+
+        Reads only. Returns the estimate, an upper bound of submit's (see
+        ``declared_estimate``); submit checks again with the real images, atomically.
+        """
+        if not 1 <= len(declared) <= MAX_IMAGES:
+            raise UserError("An edit takes 1 to 8 images.", limit="images")
+        for number, size in enumerate(declared_bytes, 1):
+            check_size(f"Image {number}", size, self.settings.max_input_bytes)
+        await self.check_source_author(requester, source_author_id)
+        estimate = self.declared_estimate(params, declared)
+        await self._check(requester, estimate, self.clock(), self.db)
+        return estimate
+
+    def declared_estimate(
+        self, params: EditParams, declared: Sequence[tuple[int, int] | None]
+    ) -> int:
+        """The most an edit of images of these (declared) sizes can be estimated at.
+
+        Inputs are downscaled to ``max_input_megapixels`` before they are priced, so each input
+        counts as its declared pixels or that limit, whichever is smaller; an unknown size counts
+        as the limit. For an ``auto`` output (the first input's size, within the output limit)
+        the same bound applies to the output. Fal bills by area only, so an area as a 1-pixel-high
+        size prices exactly like the real image would at most.
+        """
+        cap = max(1, math.floor(self.settings.max_input_megapixels * self.prices.unit))
+        areas = [cap if size is None else min(size[0] * size[1], cap) for size in declared]
+        explicit = params.image_size.pixels()
+        if explicit is not None:
+            output = explicit
+        else:
+            out_cap = int(self.prices.max_output_megapixels * self.prices.unit)
+            output = (max(1, min(areas[0], out_cap)), 1)
+        return self.prices.quote([(area, 1) for area in areas], output).micros
+
     async def admit(self, request: EditRequest, endpoint: str) -> Admitted:
         """Check every limit and insert the queued job with its reservation, atomically."""
-        if not 1 <= len(request.inputs) <= 8:
+        if not 1 <= len(request.inputs) <= MAX_IMAGES:
             raise UserError("An edit takes 1 to 8 images.", limit="images")
         estimate = self.estimate(request.params, request.inputs)
         who = request.requester
         now = self.clock()
         async with self.db.transaction() as tx:
-            try:
-                await self.check_access(who, tx)
-                limits = await self.limits_for(who, tx)
-                queued, running = await jobs_repo.count_active(tx, who.user_id)
-                last = await jobs_repo.last_submission(tx, who.user_id)
-                refusal = quota.check_counts(limits, queued, running, last, now)
-                if refusal is None:
-                    usage = await self.usage_for(who, now, tx)
-                    refusal = quota.check_budget(estimate, limits, usage, now)
-                if refusal is not None:
-                    raise refusal
-            except UserError as exc:
-                log.info("user=%s guild=%s refused: %s", who.user_id, who.guild_id, exc.limit)
-                raise
+            await self.check_source_author(who, request.source_author_id, tx)
+            limits = await self._check(who, estimate, now, tx)
             job_id = await jobs_repo.insert_job(tx, _new_job(request, endpoint, estimate), now)
         return Admitted(job_id, estimate, limits["user_max_running"])
 
@@ -148,5 +218,7 @@ def _new_job(request: EditRequest, endpoint: str, estimate: int) -> jobs_repo.Ne
         params=request.params,
         input_hashes=tuple(i.sha256 for i in request.inputs),
         estimate_micros=estimate,
+        channel_nsfw=who.channel_nsfw,
         source_message_id=request.source_message_id,
+        source_author_id=request.source_author_id,
     )

@@ -36,6 +36,7 @@ from bot.engine.scheduler import FairScheduler
 from bot.engine.settlement import Settlement
 from bot.errors import NoSuchJob, UserError
 from bot.fal.client import FalClient
+from bot.intake import DownloadBudget
 from bot.logs import bind
 from bot.metrics import Metrics
 from bot.model import (
@@ -56,6 +57,7 @@ from bot.store import jobs as jobs_repo
 from bot.store import prefs
 from bot.store.blobs import BlobStore
 from bot.store.db import Database, Tx
+from bot.visibility import may_cancel, visible
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class Engine:
         self.admission = Admission(db, settings, self.prices, clock)
         self.inputs = Inputs(db, blobs, fal, settings, clock)
         self.settlement = Settlement(db, clock, self.notify_changed, self._tell)
+        #: Bytes of attachments being downloaded, per member and in all (front ends acquire it).
+        self.downloads = DownloadBudget.from_settings(settings)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -188,15 +192,49 @@ class Engine:
     async def budget_at_dispatch(self, job: Job, tx: Tx | None = None) -> UserError | None:
         return await self.admission.budget_at_dispatch(job, tx)
 
+    async def precheck(
+        self,
+        requester: Requester,
+        params: EditParams,
+        declared: Sequence[tuple[int, int] | None],
+        declared_bytes: Sequence[int],
+        *,
+        source_author_id: int | None = None,
+    ) -> int:
+        """Raise the UserError submit would, judged from the uploads' declared sizes (None: not
+        known) before anything is downloaded; writes nothing. Returns the upper-bound estimate."""
+        self._check_running()
+        return await self.admission.precheck(
+            requester, params, declared, declared_bytes, source_author_id=source_author_id
+        )
+
     async def submit(self, request: EditRequest) -> JobTicket:
-        """Check every limit and queue the job with its reservation; raises UserError."""
-        if self._stopping.is_set():
-            raise UserError("Flexbot is restarting; try again in a minute.", limit="shutdown")
+        """Check every limit and queue the job with its reservation; raises UserError.
+
+        New images (``InputImage.data`` set) are written to the blob store only once the job is
+        admitted, and before it can be dispatched: a refused edit leaves nothing on disk. A crash
+        in between leaves a queued job whose inputs are missing; its run fails it and releases
+        its money, like any job whose images are gone.
+        """
+        self._check_running()
         admitted = await self.admission.admit(request, self.settings.fal_app_id)
         who = request.requester
         job_id = admitted.job_id
-        self.scheduler.add(job_id, who.user_id, who.guild_id, admitted.max_running)
-        self._job_user[job_id] = who.user_id
+        try:
+            await self._store_new_inputs(job_id, request.inputs)
+        except OSError:
+            log.exception("job=%s could not store its input images", job_id)
+            reason = "Flexbot could not store your images; nothing was charged. Please try again."
+            job = await jobs_repo.get_job(self.db, job_id)
+            if job is not None:
+                await self.settlement.end_job(job, [JobState.QUEUED], JobState.FAILED, reason)
+            raise UserError(reason, limit="storage") from None
+        except BaseException:
+            # Cancelled mid-store: queue it anyway, so a missing input fails it and frees the money
+            # now rather than after a restart.
+            self._queue(job_id, who, admitted.max_running)
+            raise
+        self._queue(job_id, who, admitted.max_running)
         log.info(
             "job=%s user=%s guild=%s queued estimate=%s",
             job_id,
@@ -204,9 +242,27 @@ class Engine:
             who.guild_id,
             admitted.estimate_micros,
         )
-        self._wake.set()
         position = self.scheduler.position(job_id) or 0
         return JobTicket(job_id, position, self.eta(position), admitted.estimate_micros)
+
+    def _check_running(self) -> None:
+        if self._stopping.is_set():
+            raise UserError("Flexbot is restarting; try again in a minute.", limit="shutdown")
+
+    async def _store_new_inputs(self, job_id: int, inputs: Sequence[InputImage]) -> None:
+        for image in inputs:
+            if image.data is None:
+                continue  # already stored (a rerun's or remix's images)
+            sha = await self.inputs.store(image.data, image.width, image.height, image.content_type)
+            if sha != image.sha256:  # the job names image.sha256: its run will find it missing
+                log.error("job=%s input stored as %s, not %s", job_id, sha[:12], image.sha256[:12])
+
+    def _queue(self, job_id: int, who: Requester, max_running: int | None) -> None:
+        """Make an admitted job dispatchable (once: start() may have found it in the table)."""
+        if job_id not in self.scheduler:
+            self.scheduler.add(job_id, who.user_id, who.guild_id, max_running)
+            self._job_user[job_id] = who.user_id
+        self._wake.set()
 
     async def _enqueue(self, job: Job) -> None:
         limits = await self.limits_for(job.requester)
@@ -245,17 +301,22 @@ class Engine:
 
     # -- cancel ------------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: int, caller_id: int, *, moderator: bool = False) -> CancelResult:
-        """Cancel a job: at once when queued, at fal when running; finished work is kept."""
+    async def cancel(self, job_id: int, who: Requester) -> CancelResult:
+        """Cancel a job: at once when queued, at fal when running; finished work is kept.
+
+        Only its requester or a moderator of its server may, from where the job is visible
+        (``bot.visibility``); a job not visible from here is ``not_found``, like a missing one.
+        """
         job = await jobs_repo.get_job(self.db, job_id)
-        if job is None:
+        if job is None or not visible(job, who):
             return CancelResult(job_id, CancelOutcome.NOT_FOUND, str(NoSuchJob(job_id)))
-        if job.user_id != caller_id and not moderator:
+        if not may_cancel(job, who):
             return CancelResult(
                 job_id,
                 CancelOutcome.NOT_ALLOWED,
                 "Only the member who asked for it or a moderator can cancel this job.",
             )
+        caller_id = who.user_id
         if job.state == JobState.QUEUED:
             # The member hears it from this answer, so no Delivery.failed notice.
             ended = await self.settlement.end_job(
@@ -287,15 +348,33 @@ class Engine:
 
     # -- rerun / remix -------------------------------------------------------------------------
 
-    async def _source(self, job_id: int, requester: Requester) -> Job:
+    async def job_for(self, job_id: int, who: Requester) -> Job:
+        """The job, if ``who`` may see it from where they are; else NoSuchJob, as if missing."""
         job = await jobs_repo.get_job(self.db, job_id)
-        if job is None:
+        if job is None or not visible(job, who):
             raise NoSuchJob(job_id)
-        if job.user_id != requester.user_id and await prefs.remix_opted_out(self.db, job.user_id):
-            raise UserError(
-                f"The author of job #{job_id} has opted out of others reusing their images."
-            )
         return job
+
+    async def _source(self, job_id: int, requester: Requester) -> Job:
+        """A job whose images ``requester`` may reuse: visible from here, and neither its
+        requester nor the author of the message it edited opted out of remixing."""
+        job = await self.job_for(job_id, requester)
+        owners = {job.user_id, job.source_author_id} - {requester.user_id, None}
+        for owner in owners:
+            if owner is not None and await prefs.remix_opted_out(self.db, owner):
+                raise UserError(
+                    f"The author of the images of job #{job_id} has opted out of others "
+                    "reusing their images.",
+                    limit="remix_opt_out",
+                )
+        return job
+
+    @staticmethod
+    def _author_of_images(job: Job, requester: Requester) -> int | None:
+        """Whose images a rerun or remix of ``job`` reuses, so their opt-out follows them."""
+        if job.source_author_id is not None:
+            return job.source_author_id
+        return job.user_id if job.user_id != requester.user_id else None
 
     async def rerun(
         self,
@@ -312,7 +391,14 @@ class Engine:
             params = replace(params, **overrides)
         inputs = await self.inputs.inputs_of(job.input_hashes, job_id)
         return await self.submit(
-            EditRequest(params, inputs, requester, origin=origin, parent_job_id=job_id)
+            EditRequest(
+                params,
+                inputs,
+                requester,
+                origin=origin,
+                parent_job_id=job_id,
+                source_author_id=self._author_of_images(job, requester),
+            )
         )
 
     async def remix(
@@ -325,7 +411,14 @@ class Engine:
         inputs = await self.inputs.inputs_of([job.output_hash], job_id)
         params = replace(job.params, prompt=prompt, seed=None, **overrides)
         return await self.submit(
-            EditRequest(params, inputs, requester, origin=Origin.REMIX, parent_job_id=job_id)
+            EditRequest(
+                params,
+                inputs,
+                requester,
+                origin=Origin.REMIX,
+                parent_job_id=job_id,
+                source_author_id=self._author_of_images(job, requester),
+            )
         )
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -356,6 +449,12 @@ class Engine:
 
     async def get_job(self, job_id: int) -> Job | None:
         return await jobs_repo.get_job(self.db, job_id)
+
+    async def output_image(self, job: Job) -> bytes | None:
+        """The job's result image, or None when it has none or retention purged it."""
+        if job.output_hash is None:
+            return None
+        return await asyncio.to_thread(self.blobs.get, job.output_hash)
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
         async with self.db.transaction() as tx:

@@ -23,7 +23,7 @@ _COLUMNS = (
     " input_hashes, seed, estimate_micros, cost_micros, held_micros, charged_micros,"
     " cancel_requested, fal_request_id, submit_attempts, output_hash, output_width,"
     " output_height, failure_reason, status_message_id, result_message_id, source_message_id,"
-    " created_at, started_at, finished_at, updated_at"
+    " created_at, started_at, finished_at, updated_at, channel_nsfw, source_author_id"
 )
 _UPDATABLE = frozenset(
     {
@@ -76,6 +76,8 @@ def _job(row: aiosqlite.Row) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
+        channel_nsfw=bool(row["channel_nsfw"]),
+        source_author_id=row["source_author_id"],
     )
 
 
@@ -93,7 +95,9 @@ class NewJob:
     params: EditParams
     input_hashes: tuple[str, ...]
     estimate_micros: int
+    channel_nsfw: bool
     source_message_id: int | None = None
+    source_author_id: int | None = None
 
 
 async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
@@ -102,7 +106,8 @@ async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
         tx,
         "INSERT INTO jobs (state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id,"
         " endpoint, params, input_hashes, seed, estimate_micros, held_micros, source_message_id,"
-        " created_at, updated_at) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, updated_at, channel_nsfw, source_author_id)"
+        " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new.user_id,
             new.guild_id,
@@ -119,6 +124,8 @@ async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
             new.source_message_id,
             now,
             now,
+            int(new.channel_nsfw),
+            new.source_author_id,
         ),
     )
     await ledger.add(

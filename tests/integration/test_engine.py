@@ -181,8 +181,8 @@ async def test_cancel_queued_releases_at_once_and_only_owner_or_moderator(
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         t = ticket(await kit.submit(user=1))
-        assert (await kit.engine.cancel(t.job_id, caller_id=2)).outcome == "not_allowed"
-        result = await kit.engine.cancel(t.job_id, caller_id=2, moderator=True)
+        assert (await kit.engine.cancel(t.job_id, Requester(2, 10, 100))).outcome == "not_allowed"
+        result = await kit.engine.cancel(t.job_id, Requester(2, 10, 100, moderator=True))
         assert result.outcome == "cancelled"
         job = await kit.job(t.job_id)
         assert job.state == JobState.CANCELLED
@@ -201,7 +201,7 @@ async def test_cancel_running_job_cancels_it_at_fal(tmp_path: Path, fake_fal: Fa
     async with engine_kit(tmp_path, fake_fal.url) as kit:
         t = ticket(await kit.submit(user=1))
         await kit.engine.wait_for_state(t.job_id, [JobState.RUNNING])
-        assert (await kit.engine.cancel(t.job_id, caller_id=1)).outcome == "cancelling"
+        assert (await kit.engine.cancel(t.job_id, Requester(1, 10, 100))).outcome == "cancelling"
         job = await kit.wait_final(t.job_id)
         assert job.state == JobState.CANCELLED
         assert job.charged_micros == 0

@@ -215,7 +215,8 @@ class World:
                 job = await engine.get_job(job_id)
                 assert job is not None
                 caller = job.user_id if not action.moderator else 999
-                outcome = await engine.cancel(job_id, caller, moderator=action.moderator)
+                who = Requester(caller, job.guild_id, 100, moderator=action.moderator)
+                outcome = await engine.cancel(job_id, who)
                 assert outcome.outcome in {"cancelled", "cancelling", "finished"}, outcome
         elif isinstance(action, Fault):
             route, kind, times = FAULTS[action.which]

@@ -154,7 +154,7 @@ async def test_queue_lists_positions_and_jobs_per_state(tmp_path: Path, fake_fal
         assert entries[0].position == 0
         assert [e.position for e in entries] == sorted(e.position or 0 for e in entries)
         assert all(e.eta_seconds is not None for e in entries)
-        await kit.engine.cancel(2, 1)
+        await kit.engine.cancel(2, Requester(1, GUILD, 100))
         assert [e.job.id for e in await usage.queue_for(kit.engine, 1)] == [1, 3]
         states = await usage.jobs_per_state(kit.db, guild_id=GUILD)
         assert states == {"queued": 3, "cancelled": 1}

@@ -185,10 +185,14 @@ async def issue_cancels(
             del pending[job_id]
             if not stranger_tried:
                 stranger_tried = True
-                refused = await engine.cancel(job_id, STRANGER)
+                stranger = Requester(STRANGER, job.guild_id, 900 + job.guild_id)
+                refused = await engine.cancel(job_id, stranger)
                 log.cancel(job_id, STRANGER, False, refused.outcome)
             caller = MODERATOR if job.cancel_by_moderator else job.user_id
-            result = await engine.cancel(job_id, caller, moderator=job.cancel_by_moderator)
+            who = Requester(
+                caller, job.guild_id, 900 + job.guild_id, moderator=job.cancel_by_moderator
+            )
+            result = await engine.cancel(job_id, who)
             log.cancel(job_id, caller, job.cancel_by_moderator, result.outcome)
         await asyncio.sleep(0.05)
 
