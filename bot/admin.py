@@ -28,17 +28,19 @@ from bot.admin_facts import (
     SafetyPolicy,
     SettingRow,
 )
-from bot.admin_report import settings_report
+from bot.admin_report import settings_report, show_limit
 from bot.engine import quota
 from bot.engine import usage as usage_q
 from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS
 from bot.errors import UserError
 from bot.model import (
     DEFAULT_SAFETY_TOLERANCE,
+    AuditRow,
     LimitScope,
     SafetyTolerance,
     UsagePeriod,
     micros_from_usd,
+    usd,
 )
 from bot.settings import UNLIMITED, Settings
 from bot.store import access as access_repo
@@ -58,6 +60,14 @@ LIMIT_WORDS = {
     "user_max_queued": "max queued jobs per member",
     "user_max_running": "max running jobs per member",
     "user_cooldown_seconds": "cooldown between edits (s)",
+}
+#: How a refusal names the owner's ceiling a server tried to go over.
+CEILING_WORDS = {
+    "user_daily_cap": "member daily cap",
+    "user_monthly_cap": "member monthly cap",
+    "guild_monthly_cap": "this server's monthly cap",
+    "user_max_queued": "queued jobs per member",
+    "user_max_running": "running jobs per member",
 }
 
 
@@ -90,6 +100,19 @@ def parse_limit_value(name: str, text: str) -> int | None:
 
 def _gid(guild_id: int | None) -> int:
     return guild_id or limits_repo.GLOBAL
+
+
+def _credit_refusal(have: int, bound: int) -> UserError:
+    room = max(0, bound - have)
+    rule = f"the bot's owner allows at most {usd(bound)} of credit per member per month"
+    if not have:
+        text = f"{rule[0].upper()}{rule[1:]}; grant {usd(room)} or less."
+    elif room:
+        text = f"That member already has {usd(have)} of credit this month; {rule}, so grant "
+        text += f"{usd(room)} or less."
+    else:
+        text = f"That member already has {usd(have)} of credit this month; {rule}."
+    return UserError(text, limit="max_credit_grant", remaining=room)
 
 
 class Admin:
@@ -169,6 +192,8 @@ class Admin:
         scope, target = self._scope(guild_id, name, user_id, role_id)
         self._check_value(name, value)
         async with self.db.transaction() as tx:
+            if scope != LimitScope.GLOBAL:
+                await self._check_owner_bound(tx, name, value)
             await limits_repo.set_limit(tx, scope, _gid(guild_id), target, name, value, actor_id)
             await self._audit(
                 tx,
@@ -234,13 +259,51 @@ class Admin:
         if name in COUNT_LIMITS and value > 1_000_000:
             raise UserError(f"{LIMIT_WORDS[name]} is too large.")
 
+    async def _check_owner_bound(self, tx: Tx, name: str, value: int | None) -> None:
+        """Refuse a server's, role's or member's value the owner's does not allow.
+
+        The owner's value is a global override, else the setting; resolve_limits clamps to the
+        same bound, so this refusal tells the admin what the engine would do anyway.
+        """
+        rows = await limits_repo.guild_overrides(tx, limits_repo.GLOBAL)
+        owner = quota.owner_limits(
+            quota.default_limits(self.settings),
+            [(r.scope, r.target_id, r.name, r.value) for r in rows],
+        )
+        bound = owner[name]
+        if quota.within_owner_bound(name, value, bound) == value:
+            return
+        if name in quota.FLOOR_LIMITS:
+            raise UserError(
+                f"The bot's owner requires at least {bound} s between edits; pick {bound} or more.",
+                limit=name,
+            )
+        shown = show_limit(name, bound)
+        raise UserError(
+            f"The bot's owner set the {CEILING_WORDS[name]} ceiling at {shown}; "
+            f"pick {shown} or less.",
+            limit=name,
+        )
+
     async def grant_credit(
         self, actor_id: int, guild_id: int, user_id: int, amount_micros: int, reason: str | None
     ) -> CreditChanged:
-        """Extra allowance for a member this month, on top of their caps."""
+        """Extra allowance for a member this month, on top of their own caps.
+
+        The member's net credit this month on this server (grants less revocations) stays at or
+        under ``max_credit_grant``. A bound per month rather than per grant, because the bill
+        grows with the total; net, because credit counts against spending that only adds up over
+        the month, so revoking and granting again gives no more than one grant would. Credit
+        never raises the server's or the bot's monthly cap (quota.check_budget).
+        """
         if amount_micros <= 0:
             raise UserError("Grant a positive amount, such as 1.50.")
+        bound = self.settings.max_credit_grant
+        month = quota.month_start(self.clock()).timestamp()
         async with self.db.transaction() as tx:
+            have = await credits_repo.credits_since(tx, guild_id, user_id, month)
+            if have + amount_micros > bound:
+                raise _credit_refusal(have, bound)
             await credits_repo.grant_credit(tx, guild_id, user_id, amount_micros, actor_id, reason)
             await self._audit(
                 tx,
@@ -401,7 +464,7 @@ class Admin:
     # -- reports ------------------------------------------------------------------------------
 
     async def settings_report(self, guild_id: int | None) -> list[SettingRow]:
-        """Every effective setting and where it comes from, then this server's overrides."""
+        """The settings a server's admins may see, then this server's own overrides."""
         return await settings_report(self.db, self.settings, guild_id)
 
     async def usage_report(
@@ -418,5 +481,5 @@ class Admin:
         """One CSV row per job; ``amount_usd`` sums to the ledger total of the period."""
         return await usage_q.export_csv(self.db, guild_id, usage_q.period(period, self.clock()))
 
-    async def audit_log(self, guild_id: int | None, limit: int = 20) -> list[audit_repo.AuditRow]:
+    async def audit_log(self, guild_id: int | None, limit: int = 20) -> list[AuditRow]:
         return await audit_repo.audit_rows(self.db, guild_id, limit)

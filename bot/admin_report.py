@@ -1,11 +1,12 @@
-"""The /flexadmin settings report: every effective setting and where its value comes from."""
+"""The /flexadmin settings report: what a server's admins may see of the settings, and where
+each value comes from."""
 
 from __future__ import annotations
 
 from bot.admin_facts import Ids, SettingRow
 from bot.engine import quota
 from bot.engine.quota import MONEY_LIMITS
-from bot.model import DEFAULT_SAFETY_TOLERANCE, usd
+from bot.model import DEFAULT_SAFETY_TOLERANCE, LimitScope, usd
 from bot.settings import UNLIMITED, Settings
 from bot.store import access as access_repo
 from bot.store import limits as limits_repo
@@ -23,16 +24,37 @@ def show_limit(name: str, value: int | None) -> str:
 async def settings_report(
     db: Database, settings: Settings, guild_id: int | None
 ) -> list[SettingRow]:
-    """Every effective setting and where it comes from, then this server's overrides."""
-    rows = [SettingRow(k, v, s) for k, v, s in settings.describe()]
-    for o in await limits_repo.guild_overrides(db, limits_repo.GLOBAL):
-        rows.append(SettingRow(o.name, show_limit(o.name, o.value), "bot-wide override"))
+    """The settings a server's admins may see, then the overrides that apply to this server.
+
+    Only ``describe_for_admins`` rows: the operator's paths, URLs, hosts, secrets and sync
+    guilds stay with ``flexbot doctor``. Overrides are the owner's bot-wide ones for those
+    same settings and this server's own; other servers' rows are never read.
+    """
+    visible = settings.describe_for_admins()
+    rows = [SettingRow(k, v, s) for k, v, s in visible]
+    shown = {k for k, _, _ in visible}
+    owner_rows = await limits_repo.guild_overrides(db, limits_repo.GLOBAL)
+    overrides = [(o.scope, o.target_id, o.name, o.value) for o in owner_rows]
+    owner = quota.owner_limits(quota.default_limits(settings), overrides)
+    for o in owner_rows:
+        if o.scope == LimitScope.GLOBAL and o.name in shown:
+            rows.append(SettingRow(o.name, show_limit(o.name, o.value), "bot-wide override"))
     if guild_id is None:
         return rows
     for o in await limits_repo.guild_overrides(db, guild_id):
+        if o.name not in shown:
+            continue
         source = quota.LimitSource(o.scope, o.target_id)
-        rows.append(SettingRow(o.name, show_limit(o.name, o.value), source))
+        rows.append(SettingRow(o.name, _bounded(o.name, o.value, owner[o.name]), source))
     return rows + await _access_rows(db, guild_id)
+
+
+def _bounded(name: str, stored: int | None, bound: int | None) -> str:
+    """An override as it applies: one stored past the owner's bound shows what applies instead."""
+    applies = quota.within_owner_bound(name, stored, bound)
+    if applies == stored:
+        return show_limit(name, stored)
+    return f"{show_limit(name, applies)} (owner's limit; {show_limit(name, stored)} was set)"
 
 
 async def _access_rows(db: Database, guild_id: int) -> list[SettingRow]:

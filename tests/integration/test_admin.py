@@ -13,6 +13,7 @@ from bot.errors import UserError
 from bot.fal.fake import FakeFal
 from bot.model import JobTicket, LimitScope, Requester
 from bot.store import audit as audit_repo
+from bot.store import limits as limits_repo
 from tests.support.engine_kit import engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
@@ -27,9 +28,9 @@ async def test_every_admin_change_writes_an_audit_row_with_the_actor(
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         changes = [
-            admin.set_limit(ADMIN, GUILD, "user_daily_cap", 2_000_000),
+            admin.set_limit(ADMIN, GUILD, "user_daily_cap", 500_000),
             admin.set_limit(ADMIN, GUILD, "user_max_queued", 3, role_id=77),
-            admin.set_limit(ADMIN, GUILD, "user_monthly_cap", None, user_id=1),
+            admin.set_limit(ADMIN, GUILD, "user_monthly_cap", 5_000_000, user_id=1),
             admin.clear_limit(ADMIN, GUILD, "user_monthly_cap", user_id=1),
             admin.grant_credit(ADMIN, GUILD, 1, 1_500_000, "contest"),
             admin.revoke_credit(ADMIN, GUILD, 1, 500_000, None),
@@ -94,16 +95,16 @@ async def test_member_override_beats_role_which_beats_server(
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
-        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 2_000_000)
-        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 3_000_000, role_id=77)
-        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 4_000_000, user_id=1)
+        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 200_000)
+        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 300_000, role_id=77)
+        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 400_000, user_id=1)
         engine = kit.engine
         plain = await engine.limits_for(Requester(2, GUILD, 100, ()))
         artist = await engine.limits_for(Requester(2, GUILD, 100, (77,)))
         member = await engine.limits_for(Requester(1, GUILD, 100, (77,)))
-        assert plain["user_daily_cap"] == 2_000_000
-        assert artist["user_daily_cap"] == 3_000_000
-        assert member["user_daily_cap"] == 4_000_000
+        assert plain["user_daily_cap"] == 200_000
+        assert artist["user_daily_cap"] == 300_000
+        assert member["user_daily_cap"] == 400_000
         assert member.sources["user_daily_cap"] == LimitSource(LimitScope.USER, 1)
         other_guild = await engine.limits_for(Requester(1, 11, 100, ()))
         assert other_guild["user_daily_cap"] == kit.settings.user_daily_cap
@@ -174,19 +175,181 @@ async def test_settings_report_shows_effective_values_and_their_sources(
 ) -> None:
     async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
-        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 2_500_000, role_id=77)
+        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 500_000, role_id=77)
         await admin.set_allowed_channels(ADMIN, GUILD, [100])
         rows = await admin.settings_report(GUILD)
         keys = {r.key for r in rows}
-        assert {k for k, _, _ in kit.settings.describe()} <= keys
+        assert {k for k, _, _ in kit.settings.describe_for_admins()} <= keys
         assert any(
             r.key == "user_daily_cap"
-            and r.value == "$2.50"
+            and r.value == "$0.50"
             and r.source == LimitSource(LimitScope.ROLE, 77)
             for r in rows
         )
         assert any(r.key == "allowed_channels" and r.value == Ids("channel", (100,)) for r in rows)
-        assert any(r.key == "poll_interval_seconds" and r.source == "default" for r in rows)
+        assert any(r.key == "user_monthly_cap" and r.source == "default" for r in rows)
+
+
+async def test_server_admin_cannot_raise_the_server_cap_over_the_owners_ceiling(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+        assert kit.settings.guild_monthly_cap == 50_000_000
+        admin = Admin(kit.db, kit.settings)
+        for value in (50_000_001, None):
+            with pytest.raises(UserError) as info:
+                await admin.set_limit(ADMIN, GUILD, "guild_monthly_cap", value)
+            assert info.value.limit == "guild_monthly_cap"
+            assert "ceiling at $50.00; pick $50.00 or less" in info.value.message
+        assert await audit_repo.audit_rows(kit.db, GUILD) == []
+        await admin.set_limit(ADMIN, GUILD, "guild_monthly_cap", 50_000_000)
+        await admin.set_limit(ADMIN, GUILD, "guild_monthly_cap", 5_000_000)
+        limits = await kit.engine.limits_for(Requester(1, GUILD, 100, ()))
+        assert limits["guild_monthly_cap"] == 5_000_000
+    async with engine_kit(
+        tmp_path / "open", fake_fal.url, start=False, guild_monthly_cap=None
+    ) as kit:
+        # The owner set no ceiling: a server may pick any cap, or none.
+        admin = Admin(kit.db, kit.settings)
+        await admin.set_limit(ADMIN, GUILD, "guild_monthly_cap", 900_000_000)
+        await admin.set_limit(ADMIN, GUILD, "guild_monthly_cap", None)
+
+
+async def test_role_and_member_limits_over_the_ceiling_are_refused(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, start=False, user_cooldown_seconds=30.0) as kit:
+        admin = Admin(kit.db, kit.settings)
+        over = [
+            ("user_daily_cap", 1_000_001, {"role_id": 77}, "$1.00"),
+            ("user_daily_cap", None, {"role_id": 77}, "$1.00"),
+            ("user_monthly_cap", 10_500_000, {"user_id": 1}, "$10.00"),
+            ("user_max_queued", 11, {"role_id": 77}, "10"),
+            ("user_max_running", 2, {"user_id": 1}, "1"),
+            ("user_max_queued", None, {}, "10"),
+        ]
+        for name, value, who, ceiling in over:
+            with pytest.raises(UserError) as info:
+                await admin.set_limit(ADMIN, GUILD, name, value, **who)
+            assert info.value.limit == name
+            assert f"ceiling at {ceiling}; pick {ceiling} or less" in info.value.message
+        with pytest.raises(UserError, match="at least 30 s between edits; pick 30 or more") as info:
+            await admin.set_limit(ADMIN, GUILD, "user_cooldown_seconds", 10, role_id=77)
+        assert info.value.limit == "user_cooldown_seconds"
+        assert await audit_repo.audit_rows(kit.db, GUILD) == []
+        # At or under the ceiling (over the floor for the cooldown) is the server's choice.
+        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 1_000_000, role_id=77)
+        await admin.set_limit(ADMIN, GUILD, "user_max_queued", 3, user_id=1)
+        await admin.set_limit(ADMIN, GUILD, "user_cooldown_seconds", 60, role_id=77)
+        assert len(await audit_repo.audit_rows(kit.db, GUILD)) == 3
+
+
+async def test_an_override_stored_over_the_ceiling_is_clamped_when_limits_resolve(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    # An edit costs $0.10 here; the owner allows a member $0.05 a day, a server $0.15 a month.
+    async with engine_kit(
+        tmp_path, fake_fal.url, user_daily_cap=50_000, guild_monthly_cap=150_000
+    ) as kit:
+        async with kit.db.transaction() as tx:  # written before the fix, or by hand
+            await limits_repo.set_limit(tx, LimitScope.USER, GUILD, 1, "user_daily_cap", None, 9)
+            await limits_repo.set_limit(tx, LimitScope.ROLE, GUILD, 77, "user_daily_cap", 10**9, 9)
+            await limits_repo.set_limit(
+                tx, LimitScope.GUILD, GUILD, 0, "guild_monthly_cap", None, 9
+            )
+        for who in (Requester(1, GUILD, 100, ()), Requester(2, GUILD, 100, (77,))):
+            limits = await kit.engine.limits_for(who)
+            assert limits["user_daily_cap"] == 50_000
+            assert limits.sources["user_daily_cap"] == LimitSource()
+            assert limits["guild_monthly_cap"] == 150_000
+        report = await Admin(kit.db, kit.settings).settings_report(GUILD)
+        shown = {(r.key, r.value) for r in report if r.source != "default"}
+        assert ("guild_monthly_cap", "$0.15 (owner's limit; unlimited was set)") in shown
+        for user, roles in ((1, ()), (2, (77,))):
+            with pytest.raises(UserError) as info:
+                await kit.submit(user=user, roles=roles)
+            assert info.value.limit == "user_daily_cap"
+        # With the member caps out of the way, the server cap still holds at its ceiling.
+        async with kit.db.transaction() as tx:
+            await limits_repo.set_limit(tx, LimitScope.GLOBAL, 0, 0, "user_daily_cap", None, 9)
+        first = await kit.submit(user=3)
+        assert isinstance(first, JobTicket)
+        done = await kit.wait_final(first.job_id)
+        assert done.charged_micros == 100_000
+        with pytest.raises(UserError) as info:
+            await kit.submit(user=4)
+        assert info.value.limit == "guild_monthly_cap"
+
+
+async def test_credit_grants_are_bounded_per_member_per_month(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, start=False, max_credit_grant=5_000_000) as kit:
+        admin = Admin(kit.db, kit.settings)
+        with pytest.raises(UserError, match=r"at most \$5.00 .* \$5.00 or less") as info:
+            await admin.grant_credit(ADMIN, GUILD, 1, 5_000_001, None)
+        assert info.value.limit == "max_credit_grant"
+        await admin.grant_credit(ADMIN, GUILD, 1, 3_000_000, None)
+        with pytest.raises(UserError, match=r"already has \$3.00 .* \$2.00 or less") as info:
+            await admin.grant_credit(ADMIN, GUILD, 1, 2_500_000, None)
+        assert info.value.remaining == 2_000_000
+        await admin.grant_credit(ADMIN, GUILD, 1, 2_000_000, None)
+        with pytest.raises(UserError, match="already has"):
+            await admin.grant_credit(ADMIN, GUILD, 1, 1, None)
+        # Taking credit back makes room again; another member has their own allowance.
+        await admin.revoke_credit(ADMIN, GUILD, 1, 1_000_000, None)
+        await admin.grant_credit(ADMIN, GUILD, 1, 1_000_000, None)
+        await admin.grant_credit(ADMIN, GUILD, 2, 5_000_000, None)
+        actions = [r.action for r in await audit_repo.audit_rows(kit.db, GUILD, limit=100)]
+        assert actions.count("grant_credit") == 4
+
+
+async def test_a_member_with_credit_is_still_refused_by_the_server_cap(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(
+        tmp_path, fake_fal.url, user_daily_cap=50_000, guild_monthly_cap=50_000
+    ) as kit:
+        await Admin(kit.db, kit.settings).grant_credit(ADMIN, GUILD, 1, 5_000_000, None)
+        with pytest.raises(UserError) as info:
+            await kit.submit(user=1)
+        assert info.value.limit == "guild_monthly_cap"
+        assert "server's monthly budget ($0.05)" in info.value.message
+
+
+async def test_settings_report_shows_admins_nothing_of_the_operator_or_other_servers(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(
+        tmp_path, fake_fal.url, start=False, discord_sync_guilds=(424242, 434343)
+    ) as kit:
+        admin = Admin(kit.db, kit.settings)
+        await admin.set_limit(ADMIN, 11, "user_daily_cap", 300_000, role_id=878787)
+        await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 200_000)
+        async with kit.db.transaction() as tx:
+            await limits_repo.set_limit(tx, LimitScope.GLOBAL, 0, 0, "global_monthly_cap", 1, 9)
+        rows = await admin.settings_report(GUILD)
+        text = repr(rows)
+        keys = {r.key for r in rows}
+        for hidden in (
+            "data_dir",
+            "secrets_file",
+            "discord_api_base",
+            "discord_gateway_url",
+            "discord_sync_guilds",
+            "fal_queue_url",
+            "fal_rest_url",
+            "fal_result_hosts",
+            "global_monthly_cap",
+            "discord_token",
+            "fal_key",
+            "health_host",
+        ):
+            assert hidden not in keys
+        for secret in (str(tmp_path), "424242", "434343", "878787", fake_fal.url, "fal.run"):
+            assert secret not in text
+        assert any(r.key == "user_daily_cap" and r.value == "$0.20" for r in rows)
+        assert any(r.key == "max_credit_grant" and r.value == "$20.00" for r in rows)
 
 
 def test_money_is_parsed_exactly_from_dollars() -> None:
