@@ -79,7 +79,9 @@ class FlexAdmin(app_commands.Group):
             attachments=[discord.File(io.BytesIO(text.encode()), filename=name)],
         )
 
-    @app_commands.command(name="settings", description="Every effective setting and its source.")
+    @app_commands.command(
+        name="settings", description="This server's effective limits and their source."
+    )
     async def settings(self, interaction: discord.Interaction) -> None:
         rows = await self.core.admin.settings_report(guild_id_of(interaction))
         text = render_settings(rows)

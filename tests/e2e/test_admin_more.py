@@ -67,7 +67,7 @@ async def test_audit_lists_who_changed_what(discord: FakeDiscord, flexbot: Flexb
     it = await discord.slash("flexadmin audit", user=discord.owner_user)
     assert (await it.wait_for_original()).content == "No admin changes yet."
 
-    await admin(discord, "limit set", limit="user_daily_cap", value="2.50", member=discord.bob)
+    await admin(discord, "limit set", limit="user_daily_cap", value="0.0005", member=discord.bob)
     await admin(discord, "access block", member=discord.alice, reason="spam")
     await admin(discord, "credit grant", member=discord.bob, amount="0.75")
     await admin(discord, "pause")
@@ -86,7 +86,7 @@ async def test_audit_lists_who_changed_what(discord: FakeDiscord, flexbot: Flexb
     assert lines[1].endswith(f"grant_credit amount=$0.75 user=<@{discord.bob.id}>")
     assert lines[2].endswith(f"block reason=spam user=<@{discord.alice.id}>")
     assert lines[3].endswith(
-        f"set_limit name=user_daily_cap scope=user target=<@{discord.bob.id}> value=$2.50"
+        f"set_limit name=user_daily_cap scope=user target=<@{discord.bob.id}> value=$0.0005"
     )
     rows = flexbot.query("SELECT actor_id, action FROM audit ORDER BY id")
     assert [r["action"] for r in rows] == ["set_limit", "block", "grant_credit", "pause"]
@@ -103,24 +103,26 @@ async def test_settings_show_changed_values_with_their_source(
         return msg.content + "".join(b.decode() for b in msg.files.values())
 
     before = await settings_text()
-    assert "user_daily_cap = $0.001  (FLEXBOT_USER_DAILY_CAP)" in before  # the environment
+    assert "user_daily_cap = $0.001  (environment)" in before  # the owner's setting
     assert "user_monthly_cap = $10.00  (default)" in before
     assert "server override" not in before
     assert "paused = no  (default)" in before
 
-    await admin(discord, "limit set", limit="user_daily_cap", value="3")
+    # The owner's setting is a ceiling: a server admin can lower it, never raise it.
+    refused = await admin(discord, "limit set", limit="user_daily_cap", value="3")
+    assert "$0.001" in refused
     await admin(discord, "limit set", limit="user_max_queued", value="4", member=discord.bob)
     await admin(discord, "access role", role=discord.artists_role)
     await admin(discord, "pause")
     after = await settings_text()
-    assert "user_daily_cap = $3.00  (server override)" in after
+    assert "user_daily_cap = $0.001  (environment)" in after
     assert f"user_max_queued = 4  (<@{discord.bob.id}> override)" in after
     assert f"required_role = <@&{discord.artists_role.id}>  (server)" in after
     assert "paused = yes  (server)" in after
 
-    # The server override is what the engine obeys: alice (an Artist) now fits under $3.
+    # The ceiling is what the engine obeys: alice (an Artist) still does not fit under it.
     await admin(discord, "resume")
-    assert "job #1" in (await edit(discord)).content
+    assert "daily budget" in (await edit(discord)).content
 
 
 async def test_guild_sync_registers_every_command_in_the_guild(

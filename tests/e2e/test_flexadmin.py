@@ -101,4 +101,6 @@ async def test_csv_export_parses_and_sums_to_the_ledger_total(
     settings = await it.wait_for_original()
     text = settings.content + "".join(b.decode() for b in settings.files.values())
     assert "user_daily_cap = $1.00  (default)" in text
-    assert "fal_key = set" in text
+    # Only what concerns this server: no secrets, paths, proxy URLs or other servers' ids.
+    for hidden in ("fal_key", "discord_token", "data_dir", "secrets_file", "fal_queue_url"):
+        assert hidden not in text
