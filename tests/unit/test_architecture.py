@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,6 +162,31 @@ def test_database_connection_stays_inside_the_store() -> None:
     assert found == []
 
 
+def undeclared_imports(root: Path = ROOT) -> dict[str, str]:
+    """Third-party modules imported by bot/ or cogs/ whose distribution pyproject.toml does not
+    declare as a runtime dependency, as {module: distribution}."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower().replace("_", "-")
+        for dep in project["dependencies"]
+    }
+    owners = importlib.metadata.packages_distributions()
+    found = {}
+    for name, path in modules(root).items():
+        for target, _ in imports_of(name, path):
+            top = target.split(".")[0]
+            if not top or top in PACKAGES or top in sys.stdlib_module_names:
+                continue
+            for dist in owners.get(top, [top]):
+                if dist.lower().replace("_", "-") not in declared:
+                    found[top] = dist
+    return found
+
+
+def test_every_runtime_import_is_a_declared_dependency() -> None:
+    assert undeclared_imports() == {}
+
+
 # -- the checks themselves fail on a deliberate violation ------------------------------------------
 
 
@@ -196,3 +224,9 @@ def test_a_lazy_import_cycle_is_caught(tree: Path) -> None:
     (tree / "bot" / "app.py").write_text("from bot.cli import main\n")
     (tree / "bot" / "cli.py").write_text("def run():\n    from bot import app\n")
     assert find_cycle(project_imports(tree)) == ["bot.app", "bot.cli", "bot.app"]
+
+
+def test_an_undeclared_import_is_caught(tree: Path) -> None:
+    (tree / "pyproject.toml").write_text('[project]\ndependencies = ["httpx>=0.28"]\n')
+    (tree / "bot" / "fetch.py").write_text("import json\nimport httpx\nimport yarl\n")
+    assert undeclared_imports(tree) == {"yarl": "yarl"}
