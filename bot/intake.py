@@ -99,13 +99,15 @@ class DownloadBudget:
         )
         if nbytes > self.total:
             raise busy  # could never fit, however long it waited
+
+        def fits() -> bool:
+            return self._in_flight + nbytes <= self.total
+
         async with self._room:
-            try:
-                await asyncio.wait_for(
-                    self._room.wait_for(lambda: self._in_flight + nbytes <= self.total),
-                    self.wait_seconds,
-                )
-            except TimeoutError:
-                log.info("download budget full: %d bytes in flight", self._in_flight)
-                raise busy from None
+            if not fits():
+                try:
+                    await asyncio.wait_for(self._room.wait_for(fits), self.wait_seconds)
+                except TimeoutError:
+                    log.info("download budget full: %d bytes in flight", self._in_flight)
+                    raise busy from None
             self._in_flight += nbytes

@@ -15,6 +15,8 @@ from PIL import Image
 from bot.engine.delivery import Undeliverable
 from bot.engine.engine import Engine
 from bot.fal.client import FalClient
+from bot.images import ImageLimits, normalize_image
+from bot.intake import new_input
 from bot.model import EditParams, EditRequest, InputImage, Job, JobTicket, Progress, Requester
 from bot.secret import Secret
 from bot.settings import Settings, load_settings
@@ -92,6 +94,15 @@ class Kit:
         sha = await self.engine.store_blob(data, width, height, "image/png")
         return InputImage(sha, width, height)
 
+    def upload(self, width: int = 64, height: int = 48, seed: int = 0) -> InputImage:
+        """A normalised upload not yet in the blob store (submit stores it once admitted)."""
+        data = png(width, height, ((seed * 47) % 256, (seed * 91) % 256, 120))
+        return new_input(normalize_image(data, f"upload-{seed}.png", ImageLimits()))
+
+    def stored_files(self) -> list[Path]:
+        """Every image file in the blob store."""
+        return sorted(p for p in self.settings.blob_dir.rglob("*") if p.is_file())
+
     async def submit(
         self,
         user: int = 1,
@@ -99,6 +110,10 @@ class Kit:
         prompt: str = "make it night",
         inputs: tuple[InputImage, ...] | None = None,
         roles: tuple[int, ...] = (),
+        *,
+        channel: int = 100,
+        channel_nsfw: bool = False,
+        source_author_id: int | None = None,
         **params: Any,
     ) -> JobTicket:
         inputs = inputs or (await self.image(),)
@@ -106,7 +121,8 @@ class Kit:
             EditRequest(
                 EditParams(prompt=prompt, **params),
                 inputs,
-                Requester(user_id=user, guild_id=guild, channel_id=100, role_ids=roles),
+                Requester(user, guild, channel, roles, channel_nsfw=channel_nsfw),
+                source_author_id=source_author_id,
             )
         )
 
