@@ -20,6 +20,7 @@ from bot.store import jobs as jobs_repo
 from bot.store import usage as usage_repo
 from bot.store.db import Database
 from bot.store.usage import Breakdown, Totals
+from bot.visibility import visible
 
 SERIES_DAYS = 30
 PERIODS = tuple(UsagePeriod)
@@ -256,11 +257,16 @@ class QueueEntry:
     eta_seconds: float | None
 
 
-async def queue_for(engine: Engine, user_id: int) -> list[QueueEntry]:
-    """A member's queued and running jobs, oldest first."""
+async def queue_for(
+    engine: Engine, user_id: int, *, visible_to: Requester | None = None
+) -> list[QueueEntry]:
+    """A member's queued and running jobs, oldest first; with ``visible_to``, only those visible
+    from where that requester asks (``bot.visibility``: the jobs this server may see)."""
     states = [*JobState.ACTIVE, JobState.FETCHED]
     entries = []
     for job in await jobs_repo.jobs_in_states(engine.db, states, user_id=user_id):
+        if visible_to is not None and not visible(job, visible_to):
+            continue
         place = engine.position(job.id) if job.state == JobState.QUEUED else None
         entries.append(QueueEntry(job, place[0] if place else None, place[1] if place else None))
     return entries

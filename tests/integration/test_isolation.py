@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.engine import usage
 from bot.errors import NoSuchJob, UserError
 from bot.fal.fake import FakeFal
 from bot.model import (
@@ -294,3 +295,13 @@ async def test_jobs_from_before_the_migration_count_as_age_restricted_except_dms
     assert in_server.channel_nsfw is True
     assert in_dm is not None
     assert in_dm.channel_nsfw is False
+
+
+async def test_queue_seen_from_a_server_lists_only_that_servers_jobs(
+    tmp_path: Path, fake_fal: FakeFal
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, start=False, user_cooldown_seconds=0.0) as kit:
+        here = (await kit.submit(user=1, guild=GUILD_A)).job_id
+        await kit.submit(user=1, guild=GUILD_B)
+        entries = await usage.queue_for(kit.engine, 1, visible_to=Requester(1, GUILD_A, CHANNEL))
+        assert [e.job.id for e in entries] == [here]
