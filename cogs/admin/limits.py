@@ -16,6 +16,11 @@ LIMIT_CHOICES = [
 ]
 
 
+def role_id(role: discord.Role | None) -> int | None:
+    """A limit on @everyone is the server-wide limit: members' roles never include @everyone."""
+    return None if role is None or role.is_default() else role.id
+
+
 class LimitGroup(AdminSubgroup):
     """Caps and counts for the server, a role or a member."""
 
@@ -47,7 +52,7 @@ class LimitGroup(AdminSubgroup):
                 limit.value,
                 parsed,
                 user_id=member.id if member else None,
-                role_id=role.id if role else None,
+                role_id=role_id(role),
             ),
         )
 
@@ -68,7 +73,7 @@ class LimitGroup(AdminSubgroup):
                 guild_id_of(interaction),
                 limit.value,
                 user_id=member.id if member else None,
-                role_id=role.id if role else None,
+                role_id=role_id(role),
             ),
         )
 

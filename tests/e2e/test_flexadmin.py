@@ -45,6 +45,7 @@ async def test_flexadmin_is_refused_without_manage_server(
         options={"limit": "user_daily_cap", "value": "100"},
     )
     assert "Manage Server" in (await it.wait_for_original()).content
+    assert it.followups == []  # a subgroup too is answered once
     assert flexbot.query("SELECT * FROM limits") == []
     assert flexbot.query("SELECT * FROM audit") == []
 
@@ -104,3 +105,24 @@ async def test_csv_export_parses_and_sums_to_the_ledger_total(
     # Only what concerns this server: no secrets, paths, proxy URLs or other servers' ids.
     for hidden in ("fal_key", "discord_token", "data_dir", "secrets_file", "fal_queue_url"):
         assert hidden not in text
+
+
+async def test_a_limit_on_everyone_is_the_one_edit_obeys_and_usage_shows(
+    discord: FakeDiscord,
+    flexbot: FlexbotRun,  # noqa: F811 (the fixture)
+) -> None:
+    it = await discord.slash(
+        "flexadmin limit set",
+        user=discord.owner_user,
+        options={"limit": "user_daily_cap", "value": "0.01", "role": discord.everyone_role},
+    )
+    assert "$0.01" in (await it.wait_for_original()).content
+
+    refused = await edit(discord, "blue")
+    assert "daily budget" in refused.content
+    assert flexbot.jobs() == []
+    it = await discord.slash("usage", user=discord.alice)
+    usage = await it.wait_for_original(lambda m: bool(m.files))
+    fields = {f["name"]: f["value"] for f in usage.embeds[0]["fields"]}
+    daily = next(v for k, v in fields.items() if k.startswith("Your daily budget"))
+    assert "of $0.01" in daily
