@@ -36,6 +36,7 @@ def moderates(job: Job, who: Requester) -> bool:
     return who.moderator and job.guild_id is not None and visible(job, who)
 
 
-def may_cancel(job: Job, who: Requester) -> bool:
-    """The requester, or a moderator of the job's server; both from where the job is visible."""
+def may_manage(job: Job, who: Requester) -> bool:
+    """May ``who`` cancel this job or delete its result? Its requester, or a moderator of its
+    server; both only from where the job is visible."""
     return visible(job, who) and (who.user_id == job.user_id or moderates(job, who))

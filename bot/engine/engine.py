@@ -14,6 +14,9 @@ resume polling their stored request id (never a second submit), ``fetched`` ones
 Who does what: ``admission`` (may this job be queued), ``runner`` (one job's run), ``settlement``
 (money moves, the one way a job ends), ``inputs`` (images, fal URLs, retention). The engine owns
 the lifecycle, the dispatch loop, the queue, cancel and rerun/remix.
+
+Servers are kept apart (``bot.visibility``): ``job_for``, ``cancel``, ``rerun`` and ``remix`` see
+only jobs visible from where the requester asks, and answer for any other job as for a missing one.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from bot.store import jobs as jobs_repo
 from bot.store import prefs
 from bot.store.blobs import BlobStore
 from bot.store.db import Database, Tx
-from bot.visibility import may_cancel, visible
+from bot.visibility import may_manage, visible
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +313,7 @@ class Engine:
         job = await jobs_repo.get_job(self.db, job_id)
         if job is None or not visible(job, who):
             return CancelResult(job_id, CancelOutcome.NOT_FOUND, str(NoSuchJob(job_id)))
-        if not may_cancel(job, who):
+        if not may_manage(job, who):
             return CancelResult(
                 job_id,
                 CancelOutcome.NOT_ALLOWED,
@@ -467,7 +470,10 @@ class Engine:
     # -- images --------------------------------------------------------------------------------
 
     async def store_blob(self, data: bytes, width: int, height: int, content_type: str) -> str:
-        """Put bytes in the blob store and record them (a re-store refreshes retention)."""
+        """Put bytes in the blob store and record them (a re-store refreshes retention).
+
+        Not for members' uploads: pass those to ``submit`` (``bot.intake.new_input``), which
+        stores them only once their job is admitted."""
         return await self.inputs.store(data, width, height, content_type)
 
     async def fal_url_for(self, sha: str) -> str:
