@@ -2,62 +2,28 @@
 
 Every setting is a field of :class:`Settings` whose metadata carries its documentation and bounds,
 so the loader, the error messages, ``config/flexbot.example.toml`` and ``/flexadmin settings`` all
-come from one table. :func:`load_settings` records where each value came from.
+come from one table. :func:`load_settings` records where each value came from; the reading is in
+:mod:`bot.settings_load` (files, environment, secrets) and :mod:`bot.settings_values` (one value).
 
 The file's ``[section]`` tables are part of the format: a key outside its own table is refused.
 Attribute access stays flat (``settings.fal_app_id``), as do ``FLEXBOT_<KEY>`` variables. An
-error never repeats a value that may be a secret (see :func:`_echo`), and ``admin_visible`` marks
-the few settings a server's admins may read (:meth:`Settings.describe_for_admins`).
+error never repeats a value that may be a secret (see :func:`bot.settings_values.echo`), and
+``admin_visible`` marks the few settings a server's admins may read
+(:meth:`Settings.describe_for_admins`).
 """
 
 from __future__ import annotations
 
-import difflib
-import os
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfigError
-from bot.model import micros_from_usd, usd
+from bot.model import usd
 from bot.secret import Secret
 
 ENV_PREFIX = "FLEXBOT_"
-SECRET_NAMES = ("DISCORD_TOKEN", "FAL_KEY")
-DEFAULT_CONFIG_PATH = Path("config/flexbot.toml")
 UNLIMITED = "unlimited"
-# A key whose name holds one of these is treated as a secret: its value is never echoed.
-_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
-_EXAMPLE = "config/flexbot.example.toml"
-
-
-class _NotShown:
-    """Stands in for a value an error must not echo (a secret, or anything under an unknown key)."""
-
-    def __repr__(self) -> str:
-        return "(not shown)"
-
-
-NOT_SHOWN: Any = _NotShown()
-
-
-def _secret_like(key: str) -> bool:
-    return any(word in key.upper() for word in _SECRET_WORDS)
-
-
-def _echo(key: str, raw: Any) -> Any:
-    """What an error may say about ``raw``: the value itself only under a known, plain key.
-
-    Even ``secrets_file`` (a path) is hidden: a token pasted into the wrong variable must not come
-    back out in the error that says so.
-    """
-    known = any(f.name == key for f in setting_fields())
-    return raw if known and not _secret_like(key) else NOT_SHOWN
 
 
 def _opt(
@@ -380,260 +346,15 @@ def setting_fields() -> list[Any]:
     ]
 
 
-def _allowed(f: Any, kind: Any) -> str:
-    meta = f.metadata
-    if meta.get("choices"):
-        return "one of " + ", ".join(meta["choices"])
-    if meta.get("money"):
-        allowed = 'a dollar amount >= 0 such as "1.50"'
-        return allowed + (f' or "{UNLIMITED}"' if _base_type(f)[1] else "")
-    base = {
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-        str: "text",
-        Path: "a path",
-    }.get(kind, "a list of integers")
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and hi is not None:
-        return f"{base} from {lo:g} to {hi:g}"
-    if lo is not None:
-        return f"{base} >= {lo:g}"
-    return base
-
-
-def _base_type(f: Any) -> tuple[Any, bool]:
-    hint = typing.get_type_hints(Settings)[f.name]
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return next(a for a in args if a is not type(None)), True
-    return hint, False
-
-
-def _convert(f: Any, raw: Any, source: str, from_env: bool) -> Any:
-    kind, optional = _base_type(f)
-    meta = f.metadata
-
-    def bad() -> ConfigError:
-        return ConfigError(f.name, source, _echo(f.name, raw), _allowed(f, kind))
-
-    if meta.get("money"):
-        if optional and isinstance(raw, str) and raw.strip().lower() == UNLIMITED:
-            return None
-        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            raise bad()
-        try:
-            micros = micros_from_usd(str(raw).strip().lstrip("$"))
-        except (InvalidOperation, ValueError):
-            raise bad() from None
-        if micros < 0:
-            raise bad()
-        return micros
-    if optional and (raw is None or raw == ""):
-        return None
-    value: Any
-    try:
-        if kind is bool:
-            if isinstance(raw, bool):
-                value = raw
-            elif from_env and str(raw).lower() in ("1", "true", "yes", "on"):
-                value = True
-            elif from_env and str(raw).lower() in ("0", "false", "no", "off"):
-                value = False
-            else:
-                raise bad()
-        elif kind is int:
-            if isinstance(raw, (bool, float)):
-                raise bad()
-            value = int(str(raw).replace("_", "")) if from_env else raw
-            if not isinstance(value, int):
-                raise bad()
-        elif kind is float:
-            if isinstance(raw, bool):
-                raise bad()
-            value = float(Decimal(str(raw))) if from_env else raw
-            if not isinstance(value, int | float):
-                raise bad()
-            value = float(value)
-        elif kind is Path:
-            if not isinstance(raw, str) or not raw:
-                raise bad()
-            value = Path(raw).expanduser()
-        elif kind is str:
-            if not isinstance(raw, str):
-                raise bad()
-            value = raw.strip()
-            if meta.get("choices"):
-                value = value.upper() if value.upper() in meta["choices"] else value
-                if value not in meta["choices"]:
-                    raise bad()
-        else:  # tuple[int, ...]
-            items = [s for s in str(raw).replace(",", " ").split()] if from_env else raw
-            if not isinstance(items, list | tuple):
-                raise bad()
-            value = tuple(int(x) for x in items)
-    except (ValueError, InvalidOperation, TypeError):
-        raise bad() from None
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and ((lo is not None and value < lo) or (hi is not None and value > hi))
-    ):
-        raise bad()
-    return value
-
-
-def _read_toml(path: Path, key: str, source: str) -> dict[str, Any]:
-    shown = _echo(key, str(path))
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(key, source, shown, "an existing file") from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message gives line and column, never the text, so it is safe to repeat.
-        raise ConfigError(key, source, shown, f"valid TOML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(key, source, shown, f"a readable file ({exc.strerror})") from None
-
-
-def _unknown(key: str, source: str, known: Mapping[str, Any]) -> ConfigError:
-    """An unknown key, or a secret where secrets do not belong; the value is never repeated."""
-    if key.upper() in SECRET_NAMES:
-        if source.startswith(ENV_PREFIX):
-            allowed = f"nothing: {source} is not a setting; secrets go in {key.upper()} "
-        else:
-            allowed = f"nothing: secrets never go in the config file; they go in {key.upper()} "
-        allowed += "(environment) or secrets_file"
-    elif _secret_like(key):
-        allowed = (
-            "nothing: secrets never go here; DISCORD_TOKEN and FAL_KEY go in the environment "
-            "or secrets_file"
-        )
-    else:
-        allowed = f"a known setting (see {_EXAMPLE})"
-        close = difflib.get_close_matches(key, list(known), n=1)
-        if close:
-            allowed += f"; did you mean {close[0]}?"
-    return ConfigError(key, source, NOT_SHOWN, allowed)
-
-
-def _file_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """The settings in a config file, each checked to sit in its own [section] table.
-
-    The example file is the format: a flat key, a key in another section or an unknown table
-    is refused like any bad value, so a setting never silently does nothing.
-    """
-    known = {f.name: f for f in setting_fields()}
-    sections = list(dict.fromkeys(f.metadata["section"] for f in known.values()))
-    found: dict[str, Any] = {}
-    for top, value in data.items():
-        if top in known:
-            home = known[top].metadata["section"]
-            raise ConfigError(
-                top, f"{path} (top level)", _echo(top, value), f"only inside its [{home}] table"
-            )
-        if top not in sections or not isinstance(value, dict):
-            if _secret_like(top):
-                raise _unknown(top, str(path), known)
-            raise ConfigError(
-                top,
-                str(path),
-                NOT_SHOWN,
-                "one of the tables " + ", ".join(f"[{name}]" for name in sections),
-            )
-        for key, raw in value.items():
-            if key not in known:
-                raise _unknown(key, f"{path} [{top}]", known)
-            home = known[key].metadata["section"]
-            if home != top:
-                raise ConfigError(
-                    key, f"{path} [{top}]", _echo(key, raw), f"only in [{home}], not [{top}]"
-                )
-            found[key] = raw
-    return found
-
-
 def load_settings(
     config_path: Path | str | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Build Settings from defaults, the TOML file and the environment; raise ConfigError."""
-    env = dict(os.environ if environ is None else environ)
-    known = {f.name: f for f in setting_fields()}
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    # Imported here, not at the top: the loader builds this module's Settings, so it imports
+    # this module, and callers keep importing load_settings from here.
+    from bot.settings_load import build_settings
 
-    for f in setting_fields():
-        default = f.default if f.default is not MISSING else f.default_factory()
-        values[f.name] = (
-            _convert(f, default, "default", from_env=False) if f.metadata.get("money") else default
-        )
-        sources[f.name] = "default"
-
-    path: Path | None
-    if config_path is not None:
-        path, path_source, must_exist = Path(config_path), "--config", True
-    elif env.get(ENV_PREFIX + "CONFIG"):
-        path, path_source, must_exist = Path(env[ENV_PREFIX + "CONFIG"]), "FLEXBOT_CONFIG", True
-    else:
-        path, path_source, must_exist = DEFAULT_CONFIG_PATH, "default", False
-    if path is not None and (must_exist or path.exists()):
-        data = _file_settings(_read_toml(path, "config", path_source), path)
-        for key, raw in data.items():
-            values[key] = _convert(known[key], raw, str(path), from_env=False)
-            sources[key] = str(path)
-    else:
-        path = None
-
-    for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if key not in known:
-            raise _unknown(key, name, known)
-        values[key] = _convert(known[key], raw, name, from_env=True)
-        sources[key] = name
-
-    secrets: dict[str, Secret | None] = {"discord_token": None, "fal_key": None}
-    secrets_file: Path | None = values.get("secrets_file")
-    if secrets_file is not None:
-        data = _read_toml(secrets_file, "secrets_file", sources["secrets_file"])
-        for secret_name, raw_secret in data.items():
-            if secret_name not in SECRET_NAMES:
-                raise ConfigError(
-                    secret_name,
-                    "secrets_file",
-                    NOT_SHOWN,
-                    " or ".join(SECRET_NAMES) + " (upper case, no tables); nothing else",
-                )
-            if not isinstance(raw_secret, str):
-                raise ConfigError(secret_name, "secrets_file", NOT_SHOWN, "a quoted string")
-            if raw_secret.strip():
-                secrets[secret_name.lower()] = Secret(raw_secret.strip())
-                sources[secret_name.lower()] = "secrets_file"
-    for secret_name in SECRET_NAMES:
-        raw_secret = env.get(secret_name, "").strip()
-        if raw_secret:
-            secrets[secret_name.lower()] = Secret(raw_secret)
-            sources[secret_name.lower()] = secret_name
-
-    if values["poll_max_interval_seconds"] < values["poll_interval_seconds"]:
-        key = "poll_max_interval_seconds"
-        raise ConfigError(
-            key,
-            sources[key],
-            values[key],
-            f"a number >= poll_interval_seconds ({values['poll_interval_seconds']})",
-        )
-
-    return Settings(
-        **values,
-        discord_token=secrets["discord_token"],
-        fal_key=secrets["fal_key"],
-        sources=sources,
-        config_path=path,
-    )
+    return build_settings(config_path, environ)
 
 
 def render_example() -> str:
