@@ -39,14 +39,22 @@ def is_moderator(interaction: discord.Interaction[Any]) -> bool:
 
 
 def requester_of(interaction: discord.Interaction[Any]) -> Requester:
-    """Who is asking, where, with which roles (for budgets and policy); @everyone is no role."""
+    """Who is asking, where, with which roles (for budgets and policy; @everyone is no role),
+    whether the channel is age-restricted and whether they moderate it (for visibility)."""
     user = interaction.user
     roles = (
         tuple(r.id for r in user.roles if not r.is_default())
         if isinstance(user, discord.Member)
         else ()
     )
-    return Requester(user.id, interaction.guild_id, interaction.channel_id, roles)
+    return Requester(
+        user.id,
+        interaction.guild_id,
+        interaction.channel_id,
+        roles,
+        channel_nsfw=channel_is_nsfw(interaction),
+        moderator=is_moderator(interaction),
+    )
 
 
 def missing_permissions(interaction: discord.Interaction[Any]) -> list[str]:

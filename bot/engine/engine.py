@@ -453,6 +453,14 @@ class Engine:
     async def get_job(self, job_id: int) -> Job | None:
         return await jobs_repo.get_job(self.db, job_id)
 
+    async def owner_of_message(self, message_id: int, author_id: int, bot_id: int | None) -> int:
+        """Whose images a message holds: its author, or for a result the bot posted, the member
+        who asked for it (so the context menu honours that member's remix opt-out)."""
+        if author_id != bot_id:
+            return author_id
+        job = await jobs_repo.job_by_result_message(self.db, message_id)
+        return job.user_id if job is not None else author_id
+
     async def output_image(self, job: Job) -> bytes | None:
         """The job's result image, or None when it has none or retention purged it."""
         if job.output_hash is None:

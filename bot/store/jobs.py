@@ -139,6 +139,13 @@ async def get_job(src: Reader, job_id: int) -> Job | None:
     return _job(row) if row else None
 
 
+async def job_by_result_message(src: Reader, message_id: int) -> Job | None:
+    """The job whose result was posted as this Discord message."""
+    sql = f"SELECT {_COLUMNS} FROM jobs WHERE result_message_id = ? ORDER BY id LIMIT 1"
+    row = await fetch_one(src, sql, (message_id,))
+    return _job(row) if row else None
+
+
 async def jobs_in_states(
     src: Reader, states: Iterable[str], *, user_id: int | None = None
 ) -> list[Job]:

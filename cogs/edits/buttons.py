@@ -15,11 +15,12 @@ import discord
 from bot.errors import UserError
 from bot.model import Job, Origin
 from bot.params import parse_edit_params
+from bot.visibility import may_manage
 from cogs.edits import render
 from cogs.edits.commands import check_safety, publish
 from cogs.edits.reuse import load_job, rerun
 from cogs.errors import report
-from cogs.interactions import core_of, gate, is_moderator, requester_of
+from cogs.interactions import core_of, gate, requester_of
 
 #: Buttons that queue paid work pass the queueing gate; the others the channel gate.
 QUEUEING_ACTIONS = frozenset({"rerun", "reroll", "tweak", "remix"})
@@ -140,16 +141,16 @@ class FlexButton(
         await rerun(interaction, self.job_id, {"seed": random.randrange(2**32)}, Origin.REROLL)
 
     async def _tweak(self, interaction: discord.Interaction[Any]) -> None:
-        job = await load_job(core_of(interaction.client), self.job_id)
+        job = await load_job(interaction, self.job_id)
         await interaction.response.send_modal(TweakModal(job))
 
     async def _remix(self, interaction: discord.Interaction[Any]) -> None:
-        job = await load_job(core_of(interaction.client), self.job_id)
+        job = await load_job(interaction, self.job_id)
         await interaction.response.send_modal(RemixModal(job))
 
     async def _delete(self, interaction: discord.Interaction[Any]) -> None:
-        job = await load_job(core_of(interaction.client), self.job_id)
-        if interaction.user.id != job.user_id and not is_moderator(interaction):
+        job = await load_job(interaction, self.job_id)
+        if not may_manage(job, requester_of(interaction)):
             raise UserError(
                 "Only the member who asked for this edit or a moderator (Manage Messages) "
                 "can delete it."
@@ -161,6 +162,6 @@ class FlexButton(
     async def _cancel(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         result = await core_of(interaction.client).engine.cancel(
-            self.job_id, interaction.user.id, moderator=is_moderator(interaction)
+            self.job_id, requester_of(interaction)
         )
         await interaction.edit_original_response(content=result.message)

@@ -13,8 +13,9 @@ from discord.ext import commands
 
 from bot.core import Core
 from bot.errors import ImageRejected, UserError
-from bot.images import check_size, is_supported_upload
-from bot.model import MAX_IMAGES, EditParams, EditRequest, InputImage, JobState, JobTicket, Origin
+from bot.images import NormalizedImage, check_size, is_supported_upload
+from bot.intake import new_input
+from bot.model import MAX_IMAGES, EditParams, EditRequest, JobState, JobTicket, Origin
 from bot.params import SIZE_CHOICES, parse_edit_params
 from cogs.edits import render
 from cogs.errors import report
@@ -26,26 +27,29 @@ Attachment = discord.Attachment
 OptAttachment = discord.Attachment | None
 
 
-async def read_images(core: Core, attachments: Sequence[discord.Attachment]) -> list[InputImage]:
-    """Download (byte-capped), normalise and store each image; ImageRejected names the file."""
-    cap = core.settings.max_input_bytes
-    for a in attachments:  # refuse on the declared type and size before downloading anything
+def check_declared(core: Core, attachments: Sequence[discord.Attachment]) -> None:
+    """Refuse on each attachment's declared type and size, before anything is downloaded."""
+    for a in attachments:
         if not is_image(a):
             raise ImageRejected(
                 a.filename,
                 "is not an image Flexbot can read; attach PNG, JPEG, WebP, GIF, HEIC or AVIF.",
             )
-        check_size(a.filename, a.size, cap)
+        check_size(a.filename, a.size, core.settings.max_input_bytes)
 
-    async def one(a: discord.Attachment) -> InputImage:
-        # normalize() checks the real size again: the declared one is the uploader's word.
-        image = await core.images.normalize(await a.read(), a.filename)
-        sha = await core.engine.store_blob(
-            image.data, image.width, image.height, image.content_type
-        )
-        return InputImage(sha, image.width, image.height)
 
-    # Downloads and decodes overlap; the image pool bounds how many decode at once.
+async def read_images(
+    core: Core, attachments: Sequence[discord.Attachment]
+) -> list[NormalizedImage]:
+    """Download and normalise each image (in memory); ImageRejected names the file.
+
+    ``size`` is Discord's record of the stored file, checked before this; normalize() checks the
+    real bytes again. Downloads and decodes overlap; the decode pool bounds how many run at once.
+    """
+
+    async def one(a: discord.Attachment) -> NormalizedImage:
+        return await core.images.normalize(await a.read(), a.filename)
+
     return list(await asyncio.gather(*(one(a) for a in attachments)))
 
 
@@ -93,21 +97,38 @@ async def queue_edit(
     *,
     origin: Origin = Origin.COMMAND,
     source_message_id: int | None = None,
+    source_author_id: int | None = None,
     **raw: Any,
 ) -> None:
-    """The shared path of /edit and the context menu (after the ephemeral defer)."""
+    """The shared path of /edit and the context menu (after the ephemeral defer).
+
+    Every limit that can be judged from the declared sizes is checked before a byte is
+    downloaded; the images are stored only for a job the engine admitted.
+    """
     core = core_of(interaction.client)
+    who = requester_of(interaction)
     params = parse_edit_params(num_images=len(attachments), limits=core.param_limits, **raw)
     await check_safety(core, interaction, params)
-    inputs = await read_images(core, attachments)
-    request = EditRequest(
+    check_declared(core, attachments)
+    await core.engine.precheck(
+        who,
         params,
-        tuple(inputs),
-        requester_of(interaction),
-        origin=origin,
-        source_message_id=source_message_id,
+        [(a.width, a.height) if a.width and a.height else None for a in attachments],
+        [a.size for a in attachments],
+        source_author_id=source_author_id,
     )
-    await publish(core, interaction, await core.engine.submit(request))
+    async with core.engine.downloads.hold(who.user_id, sum(a.size for a in attachments)):
+        images = await read_images(core, attachments)
+        request = EditRequest(
+            params,
+            tuple(new_input(image) for image in images),
+            who,
+            origin=origin,
+            source_message_id=source_message_id,
+            source_author_id=source_author_id,
+        )
+        ticket = await core.engine.submit(request)
+    await publish(core, interaction, ticket)
 
 
 def is_image(a: discord.Attachment) -> bool:
@@ -144,11 +165,16 @@ class EditModal(discord.ui.Modal):
         await interaction.response.defer(ephemeral=True, thinking=True)
         await gate(interaction, queueing=True)
         extra = list(self.extra.values) if self.extra is not None else []
+        bot_id = interaction.client.user.id if interaction.client.user else None
+        owner = await core_of(interaction.client).engine.owner_of_message(
+            self.source.id, self.source.author.id, bot_id
+        )
         await queue_edit(
             interaction,
             [*self.images, *extra],
             origin=Origin.CONTEXT_MENU,
             source_message_id=self.source.id,
+            source_author_id=owner,
             prompt=self.prompt.value,
         )
 

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core import Core
-from bot.errors import NoSuchJob, UserError
+from bot.errors import UserError
 from bot.model import Job, Origin
 from bot.params import parse_edit_params
 from cogs.delivery import fit_upload
@@ -20,11 +20,9 @@ from cogs.edits.commands import check_safety, publish
 from cogs.interactions import core_of, requester_of
 
 
-async def load_job(core: Core, job_id: int) -> Job:
-    job = await core.engine.get_job(job_id)
-    if job is None:
-        raise NoSuchJob(job_id)
-    return job
+async def load_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
+    """The job, if it may be seen from where this interaction happens; else NoSuchJob."""
+    return await core_of(interaction.client).engine.job_for(job_id, requester_of(interaction))
 
 
 async def rerun(
@@ -35,7 +33,7 @@ async def rerun(
 ) -> None:
     """Queue a rerun for the clicker (their budget pays): deferred and gated already."""
     core = core_of(interaction.client)
-    job = await load_job(core, job_id)
+    job = await load_job(interaction, job_id)
     await check_safety(core, interaction, job.params)
     outcome = await core.engine.rerun(job_id, requester_of(interaction), overrides, origin=origin)
     await publish(core, interaction, outcome)
@@ -80,7 +78,7 @@ class Reuse(commands.Cog):
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         core = core_of(interaction.client)
-        found = await load_job(core, job)
+        found = await load_job(interaction, job)
         stored = await core.engine.output_image(found)
         if stored is None:
             if found.output_hash:

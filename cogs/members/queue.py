@@ -9,7 +9,7 @@ from discord.ext import commands
 from bot.core import Core
 from bot.engine import usage
 from bot.model import JobState
-from cogs.interactions import is_moderator
+from cogs.interactions import requester_of
 from cogs.members.render import MAX_SHOWN, describe_entry, render_queue
 
 CANCEL_SELECT_ID = "flexq:cancel"
@@ -33,10 +33,10 @@ class CancelSelect(discord.ui.Select["QueueView"]):
     async def callback(self, interaction: discord.Interaction) -> None:
         job_id = int(self.values[0])
         engine = self.core.engine
-        result = await engine.cancel(
-            job_id, interaction.user.id, moderator=is_moderator(interaction)
+        result = await engine.cancel(job_id, requester_of(interaction))
+        entries = await usage.queue_for(
+            engine, interaction.user.id, visible_to=requester_of(interaction)
         )
-        entries = await usage.queue_for(engine, interaction.user.id)
         view = QueueView(self.core, interaction.user.id, entries) if entries else None
         await interaction.response.edit_message(
             content=f"{result.message}\n\n{render_queue(entries)}", view=view
@@ -68,7 +68,9 @@ class QueueCog(commands.Cog):
 
     @app_commands.command(name="queue", description="Your queued and running edits; cancel one.")
     async def queue(self, interaction: discord.Interaction) -> None:
-        entries = await usage.queue_for(self.core.engine, interaction.user.id)
+        entries = await usage.queue_for(
+            self.core.engine, interaction.user.id, visible_to=requester_of(interaction)
+        )
         view = QueueView(self.core, interaction.user.id, entries)
         if not view.children:
             await interaction.response.send_message(render_queue(entries), ephemeral=True)
@@ -80,7 +82,5 @@ class QueueCog(commands.Cog):
     async def cancel(
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1]
     ) -> None:
-        result = await self.core.engine.cancel(
-            job, interaction.user.id, moderator=is_moderator(interaction)
-        )
+        result = await self.core.engine.cancel(job, requester_of(interaction))
         await interaction.response.send_message(result.message, ephemeral=True)
