@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image
 
 from bot.errors import ImageRejected
+from bot.image_formats import read_capped
 from bot.images import (
     ImageLimits,
     ImageProcessor,
@@ -27,7 +28,6 @@ from bot.images import (
     image_size,
     is_supported_upload,
     normalize_image,
-    read_capped,
 )
 from tests.integration.test_image_bombs import progressive_jpeg, tiff_with_huge_tiles, webp_canvas
 
