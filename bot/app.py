@@ -52,55 +52,65 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
         done, _ = await asyncio.wait(
             {runner, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED
         )
-        if runner in done and isinstance(runner.exception(), discord.LoginFailure):
-            return [
-                CheckResult(
-                    "discord token",
-                    False,
-                    "Discord refused DISCORD_TOKEN",
-                    "reset the token in the developer portal (Bot > Reset Token)",
-                )
-            ]
-        if waiter not in done:
-            reason = runner.exception() if runner.done() else "no READY within 30 s"
-            return [
-                CheckResult(
-                    "discord token",
-                    False,
-                    f"could not connect ({reason})",
-                    "check the network and discord_api_base/discord_gateway_url",
-                )
-            ]
-        results = [
-            CheckResult(
-                "discord token",
-                True,
-                f"logged in as {client.user} in {len(client.guilds)} server(s)",
-            )
-        ]
-        for guild in client.guilds:
-            me = guild.me
-            for channel in guild.text_channels:
-                perms = channel.permissions_for(me)
-                if not perms.view_channel:
-                    continue  # channels the bot is not meant to see are not a problem
-                missing = missing_for_posting(perms)
-                if missing:
-                    results.append(
-                        CheckResult(
-                            f"permissions in #{channel.name} ({guild.name})",
-                            False,
-                            f"missing {', '.join(missing)}",
-                            f"grant the bot's role {', '.join(missing)} in #{channel.name}, or "
-                            "keep members from using Flexbot there (/flexadmin access)",
-                        )
-                    )
-        return results
+        failure = _login_failure(runner, waiter, done)
+        if failure is not None:
+            return [failure]
+        logged_in = CheckResult(
+            "discord token",
+            True,
+            f"logged in as {client.user} in {len(client.guilds)} server(s)",
+        )
+        return [logged_in, *_missing_permissions(client)]
     finally:
         waiter.cancel()
         await client.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+
+
+def _login_failure(
+    runner: asyncio.Task[None], waiter: asyncio.Task[Any], done: set[asyncio.Task[Any]]
+) -> CheckResult | None:
+    """Why the login did not reach READY (refused token, no connection); None when it did."""
+    if runner in done and isinstance(runner.exception(), discord.LoginFailure):
+        return CheckResult(
+            "discord token",
+            False,
+            "Discord refused DISCORD_TOKEN",
+            "reset the token in the developer portal (Bot > Reset Token)",
+        )
+    if waiter not in done:
+        reason = runner.exception() if runner.done() else "no READY within 30 s"
+        return CheckResult(
+            "discord token",
+            False,
+            f"could not connect ({reason})",
+            "check the network and discord_api_base/discord_gateway_url",
+        )
+    return None
+
+
+def _missing_permissions(client: discord.Client) -> list[CheckResult]:
+    """A failed check for every visible text channel where the bot cannot post its results."""
+    results = []
+    for guild in client.guilds:
+        me = guild.me
+        for channel in guild.text_channels:
+            perms = channel.permissions_for(me)
+            if not perms.view_channel:
+                continue  # channels the bot is not meant to see are not a problem
+            missing = missing_for_posting(perms)
+            if missing:
+                results.append(
+                    CheckResult(
+                        f"permissions in #{channel.name} ({guild.name})",
+                        False,
+                        f"missing {', '.join(missing)}",
+                        f"grant the bot's role {', '.join(missing)} in #{channel.name}, or "
+                        "keep members from using Flexbot there (/flexadmin access)",
+                    )
+                )
+    return results
 
 
 def _set_on_ready(ready: asyncio.Event) -> Callable[[], Coroutine[Any, Any, None]]:
