@@ -10,7 +10,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -253,6 +253,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _edit(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_edit(args, settings))
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_bot(settings))
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_usage_cli(settings, args))
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_doctor_cli(settings))
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.store import backup
+
+    report = backup.backup(settings.data_dir, args.path)
+    print(
+        f"Backed up {report.jobs} jobs, {report.ledger_rows} ledger rows and "
+        f"{report.blobs_copied} images to {report.path}"
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.store import backup
+
+    report = backup.restore(args.path, settings.data_dir, force=args.force)
+    print(
+        f"Restored {report.jobs} jobs, {report.ledger_rows} ledger rows and "
+        f"{report.blobs_copied} images into {report.path}"
+    )
+    return 0
+
+
+def _fake_fal(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.fal.fake import serve
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                processing_time=args.processing_time,
+                latency=args.latency,
+            )
+        )
+    return 0
+
+
+# Every command but config-example, which needs no settings.
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "edit": _edit,
+    "run": _run,
+    "usage": _usage,
+    "doctor": _doctor,
+    "backup": _backup,
+    "restore": _restore,
+    "fake-fal": _fake_fal,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "config-example":
@@ -270,44 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "edit" and not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("bot").setLevel(logging.WARNING)  # the terminal shows progress itself
+    command = _COMMANDS.get(args.command)
+    if command is None:
+        raise AssertionError(f"unhandled command {args.command}")
     try:
-        if args.command == "edit":
-            return asyncio.run(run_edit(args, settings))
-        if args.command == "run":
-            return asyncio.run(run_bot(settings))
-        if args.command == "usage":
-            return asyncio.run(run_usage_cli(settings, args))
-        if args.command == "doctor":
-            return asyncio.run(run_doctor_cli(settings))
-        if args.command in ("backup", "restore"):
-            from bot.store import backup
-
-            if args.command == "backup":
-                report = backup.backup(settings.data_dir, args.path)
-                print(
-                    f"Backed up {report.jobs} jobs, {report.ledger_rows} ledger rows and "
-                    f"{report.blobs_copied} images to {report.path}"
-                )
-            else:
-                report = backup.restore(args.path, settings.data_dir, force=args.force)
-                print(
-                    f"Restored {report.jobs} jobs, {report.ledger_rows} ledger rows and "
-                    f"{report.blobs_copied} images into {report.path}"
-                )
-            return 0
-        if args.command == "fake-fal":
-            from bot.fal.fake import serve
-
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(
-                    serve(
-                        args.host,
-                        args.port,
-                        processing_time=args.processing_time,
-                        latency=args.latency,
-                    )
-                )
-            return 0
+        return command(args, settings)
     except InvalidParameter as exc:
         print(f"flexbot: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -322,7 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    raise AssertionError(f"unhandled command {args.command}")
 
 
 if __name__ == "__main__":
