@@ -2,8 +2,9 @@
 
 Every setting is a field of :class:`Settings` whose metadata carries its documentation and bounds,
 so the loader, the error messages, ``config/flexbot.example.toml`` and ``/flexadmin settings`` all
-come from one table. :func:`load_settings` records where each value came from; the reading is in
-:mod:`bot.settings_load` (files, environment, secrets) and :mod:`bot.settings_values` (one value).
+come from one table. :func:`load_settings` records where each value came from. The table is read
+by :mod:`bot.settings_load` (files, environment, secrets), :mod:`bot.settings_values` (one value)
+and :mod:`bot.settings_example` (the example file), which are handed it and never import this.
 
 The file's ``[section]`` tables are part of the format: a key outside its own table is refused.
 Attribute access stays flat (``settings.fal_app_id``), as do ``FLEXBOT_<KEY>`` variables. An
@@ -14,16 +15,18 @@ error never repeats a value that may be a secret (see :func:`bot.settings_values
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from bot.model import usd
 from bot.secret import Secret
-
-ENV_PREFIX = "FLEXBOT_"
-UNLIMITED = "unlimited"
+from bot.settings_example import example_text
+from bot.settings_load import ENV_PREFIX, read_settings
+from bot.settings_values import UNLIMITED as UNLIMITED  # re-exported: cogs word caps with it
+from bot.settings_values import Option
 
 
 def _opt(
@@ -346,46 +349,26 @@ def setting_fields() -> list[Any]:
     ]
 
 
+def setting_options() -> list[Option]:
+    """The documented settings with their resolved types, as the loader reads them."""
+    hints = typing.get_type_hints(Settings)
+    return [Option.of(f, hints[f.name]) for f in setting_fields()]
+
+
 def load_settings(
     config_path: Path | str | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Build Settings from defaults, the TOML file and the environment; raise ConfigError."""
-    # Imported here, not at the top: the loader builds this module's Settings, so it imports
-    # this module, and callers keep importing load_settings from here.
-    from bot.settings_load import build_settings
-
-    return build_settings(config_path, environ)
+    loaded = read_settings(setting_options(), config_path, environ)
+    return Settings(
+        **loaded.values,
+        discord_token=loaded.secrets["discord_token"],
+        fal_key=loaded.secrets["fal_key"],
+        sources=loaded.sources,
+        config_path=loaded.config_path,
+    )
 
 
 def render_example() -> str:
     """The text of config/flexbot.example.toml: every setting, commented, with its default."""
-    lines = [
-        "# Flexbot settings. Copy to config/flexbot.toml (or point FLEXBOT_CONFIG / --config at",
-        "# your copy) and uncomment what you change. Each key stays in its [section] table as",
-        "# below (a key outside it is refused). Every key can also be set in the environment",
-        "# as FLEXBOT_<KEY> (upper case, no section), which wins over this file.",
-        "# Secrets never go here: DISCORD_TOKEN and FAL_KEY come from the environment or",
-        "# from the file named by secrets_file.",
-        '# Money is in US dollars; "unlimited" switches a cap off.',
-    ]
-    section = None
-    for f in setting_fields():
-        if f.metadata["section"] != section:
-            section = f.metadata["section"]
-            lines += ["", f"[{section}]"]
-        default = f.default if f.default is not MISSING else f.default_factory()
-        lines.append(f"# {f.metadata['doc']}")
-        lines.append(f"# {f.name} = {_toml_value(default)}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if value is None:
-        return '""  # not set'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return f'"{value}"'
-    if isinstance(value, tuple):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    return str(value)
+    return example_text(setting_options())

@@ -1,8 +1,9 @@
-"""Loading :class:`bot.settings.Settings`: defaults < TOML file < ``FLEXBOT_*`` environment.
+"""Reading the settings: defaults < TOML file < ``FLEXBOT_*`` environment, then the secrets.
 
 Secrets (``DISCORD_TOKEN``, ``FAL_KEY``) come from the environment or the ``secrets_file``,
 never from the config file. Each value's source is recorded for ``flexbot doctor`` and
-``/flexadmin settings``. Callers use :func:`bot.settings.load_settings`.
+``/flexadmin settings``. :func:`bot.settings.load_settings` hands in the table of options and
+builds :class:`bot.settings.Settings` from what :func:`read_settings` found.
 """
 
 from __future__ import annotations
@@ -10,50 +11,61 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import MISSING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
 from bot.secret import Secret
-from bot.settings import ENV_PREFIX, Settings, setting_fields
-from bot.settings_values import NOT_SHOWN, convert, echo, secret_like
+from bot.settings_values import NOT_SHOWN, Option, convert, echo, secret_like
 
+ENV_PREFIX = "FLEXBOT_"
 SECRET_NAMES = ("DISCORD_TOKEN", "FAL_KEY")
 DEFAULT_CONFIG_PATH = Path("config/flexbot.toml")
 _EXAMPLE = "config/flexbot.example.toml"
 
 
-def build_settings(config_path: Path | str | None, environ: Mapping[str, str] | None) -> Settings:
-    """Settings from defaults, the TOML file, the environment and the secrets; or ConfigError."""
+@dataclass(frozen=True)
+class Loaded:
+    """Every setting's value, the secrets, where each came from, and the config file read."""
+
+    values: dict[str, Any]
+    secrets: dict[str, Secret | None]
+    sources: dict[str, str]
+    config_path: Path | None
+
+
+def read_settings(
+    options: Sequence[Option],
+    config_path: Path | str | None,
+    environ: Mapping[str, str] | None,
+) -> Loaded:
+    """Read the options from their defaults, the TOML file, the environment; or ConfigError."""
     env = dict(os.environ if environ is None else environ)
-    values, sources = _defaults()
+    known = {option.name: option for option in options}
+    values, sources = _defaults(options)
     path = _config_file(config_path, env)
     if path is not None:
-        _apply_file(values, sources, *path)
-    _apply_env(values, sources, env)
+        _apply_file(values, sources, known, *path)
+    _apply_env(values, sources, known, env)
     secrets = _secrets(values.get("secrets_file"), env, sources)
     _check_poll_intervals(values, sources)
-    return Settings(
-        **values,
-        discord_token=secrets["discord_token"],
-        fal_key=secrets["fal_key"],
-        sources=sources,
-        config_path=None if path is None else path[0],
-    )
+    return Loaded(values, secrets, sources, None if path is None else path[0])
 
 
-def _defaults() -> tuple[dict[str, Any], dict[str, str]]:
+def _defaults(options: Sequence[Option]) -> tuple[dict[str, Any], dict[str, str]]:
     """Every setting's default (money converted from its dollar text), all from "default"."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for f in setting_fields():
-        default = f.default if f.default is not MISSING else f.default_factory()
-        values[f.name] = (
-            convert(f, default, "default", from_env=False) if f.metadata.get("money") else default
+    for option in options:
+        default = option.default()
+        values[option.name] = (
+            convert(option, default, "default", from_env=False)
+            if option.meta.get("money")
+            else default
         )
-        sources[f.name] = "default"
+        sources[option.name] = "default"
     return values, sources
 
 
@@ -71,17 +83,26 @@ def _config_file(config_path: Path | str | None, env: Mapping[str, str]) -> tupl
     return None
 
 
-def _apply_file(values: dict[str, Any], sources: dict[str, str], path: Path, source: str) -> None:
+def _apply_file(
+    values: dict[str, Any],
+    sources: dict[str, str],
+    known: Mapping[str, Option],
+    path: Path,
+    source: str,
+) -> None:
     """Read the config file (named by ``source``) over ``values``."""
-    known = {f.name: f for f in setting_fields()}
-    for key, raw in _file_settings(_read_toml(path, "config", source), path).items():
+    for key, raw in _file_settings(_read_toml(path, "config", source), path, known).items():
         values[key] = convert(known[key], raw, str(path), from_env=False)
         sources[key] = str(path)
 
 
-def _apply_env(values: dict[str, Any], sources: dict[str, str], env: Mapping[str, str]) -> None:
+def _apply_env(
+    values: dict[str, Any],
+    sources: dict[str, str],
+    known: Mapping[str, Option],
+    env: Mapping[str, str],
+) -> None:
     """Every ``FLEXBOT_<KEY>`` but ``FLEXBOT_CONFIG`` over ``values``; an unknown key is refused."""
-    known = {f.name: f for f in setting_fields()}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
@@ -93,7 +114,8 @@ def _apply_env(values: dict[str, Any], sources: dict[str, str], env: Mapping[str
 
 
 def _read_toml(path: Path, key: str, source: str) -> dict[str, Any]:
-    shown = echo(key, str(path))
+    # Never the path itself: a token pasted into FLEXBOT_CONFIG or secrets_file stays unseen.
+    shown = NOT_SHOWN
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -127,20 +149,24 @@ def _unknown(key: str, source: str, known: Mapping[str, Any]) -> ConfigError:
     return ConfigError(key, source, NOT_SHOWN, allowed)
 
 
-def _file_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+def _file_settings(
+    data: Mapping[str, Any], path: Path, known: Mapping[str, Option]
+) -> dict[str, Any]:
     """The settings in a config file, each checked to sit in its own [section] table.
 
     The example file is the format: a flat key, a key in another section or an unknown table
     is refused like any bad value, so a setting never silently does nothing.
     """
-    known = {f.name: f for f in setting_fields()}
-    sections = list(dict.fromkeys(f.metadata["section"] for f in known.values()))
+    sections = list(dict.fromkeys(option.meta["section"] for option in known.values()))
     found: dict[str, Any] = {}
     for top, value in data.items():
         if top in known:
-            home = known[top].metadata["section"]
+            home = known[top].meta["section"]
             raise ConfigError(
-                top, f"{path} (top level)", echo(top, value), f"only inside its [{home}] table"
+                top,
+                f"{path} (top level)",
+                echo(top, value, known),
+                f"only inside its [{home}] table",
             )
         if top not in sections or not isinstance(value, dict):
             if secret_like(top):
@@ -154,10 +180,10 @@ def _file_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         for key, raw in value.items():
             if key not in known:
                 raise _unknown(key, f"{path} [{top}]", known)
-            home = known[key].metadata["section"]
+            home = known[key].meta["section"]
             if home != top:
                 raise ConfigError(
-                    key, f"{path} [{top}]", echo(key, raw), f"only in [{home}], not [{top}]"
+                    key, f"{path} [{top}]", echo(key, raw, known), f"only in [{home}], not [{top}]"
                 )
             found[key] = raw
     return found

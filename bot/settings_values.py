@@ -2,21 +2,24 @@
 
 A refusal is a :class:`ConfigError` naming the key, where the value came from, the value (only
 when it is safe to repeat, see :func:`echo`) and what is allowed, all worded from the field's
-metadata in :class:`bot.settings.Settings`.
+metadata in :class:`bot.settings.Settings`. This module and :mod:`bot.settings_load` see that
+table as :class:`Option` rows handed to them, so neither imports :mod:`bot.settings`.
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
+from dataclasses import Field, dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
 from bot.model import micros_from_usd
-from bot.settings import UNLIMITED, Settings, setting_fields
+
+UNLIMITED = "unlimited"
 
 # A key whose name holds one of these is treated as a secret: its value is never echoed.
 _SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
@@ -37,46 +40,68 @@ def secret_like(key: str) -> bool:
     return any(word in key.upper() for word in _SECRET_WORDS)
 
 
-def echo(key: str, raw: Any) -> Any:
+@dataclass(frozen=True)
+class Option:
+    """One documented setting as the loader sees it: its dataclass field and its type."""
+
+    field: Field[Any]
+    kind: Any
+    """The field's type without ``| None``."""
+    optional: bool
+    """Whether the type had ``| None`` (an unset value, or "unlimited" for money)."""
+
+    @classmethod
+    def of(cls, f: Field[Any], hint: Any) -> Option:
+        """The option for field ``f`` whose resolved type hint is ``hint``."""
+        args = typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            return cls(f, next(a for a in args if a is not type(None)), True)
+        return cls(f, hint, False)
+
+    @property
+    def name(self) -> str:
+        return self.field.name
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return self.field.metadata
+
+    def default(self) -> Any:
+        """The declared default, as written in the table (money still in dollar text)."""
+        factory = self.field.default_factory  # set for list defaults (see bot.settings._opt)
+        return factory() if callable(factory) else self.field.default
+
+
+def echo(key: str, raw: Any, known: Container[str]) -> Any:
     """What an error may say about ``raw``: the value itself only under a known, plain key.
 
     Even ``secrets_file`` (a path) is hidden: a token pasted into the wrong variable must not come
     back out in the error that says so.
     """
-    known = any(f.name == key for f in setting_fields())
-    return raw if known and not secret_like(key) else NOT_SHOWN
+    return raw if key in known and not secret_like(key) else NOT_SHOWN
 
 
-def allowed(f: Any, kind: Any) -> str:
+def allowed(option: Option) -> str:
     """What a setting accepts, in the words of an error message."""
-    meta = f.metadata
+    meta = option.meta
     if meta.get("choices"):
         return "one of " + ", ".join(meta["choices"])
     if meta.get("money"):
         text = 'a dollar amount >= 0 such as "1.50"'
-        return text + (f' or "{UNLIMITED}"' if base_type(f)[1] else "")
+        return text + (f' or "{UNLIMITED}"' if option.optional else "")
     base = {
         int: "an integer",
         float: "a number",
         bool: "true or false",
         str: "text",
         Path: "a path",
-    }.get(kind, "a list of integers")
+    }.get(option.kind, "a list of integers")
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and hi is not None:
         return f"{base} from {lo:g} to {hi:g}"
     if lo is not None:
         return f"{base} >= {lo:g}"
     return base
-
-
-def base_type(f: Any) -> tuple[Any, bool]:
-    """The field's type without ``| None``, and whether it had one."""
-    hint = typing.get_type_hints(Settings)[f.name]
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return next(a for a in args if a is not type(None)), True
-    return hint, False
 
 
 _Converter = Callable[[Any, Mapping[str, Any], bool], Any]
@@ -86,23 +111,23 @@ class _Refused(Exception):
     """A raw value the field's type does not take; :func:`convert` words the ConfigError."""
 
 
-def convert(f: Any, raw: Any, source: str, from_env: bool) -> Any:
-    """``raw`` (TOML value, or environment text when ``from_env``) as the field's value."""
-    kind, optional = base_type(f)
+def convert(option: Option, raw: Any, source: str, from_env: bool) -> Any:
+    """``raw`` (TOML value, or environment text when ``from_env``) as the option's value."""
 
     def bad() -> ConfigError:
-        return ConfigError(f.name, source, echo(f.name, raw), allowed(f, kind))
+        shown = echo(option.name, raw, (option.name,))
+        return ConfigError(option.name, source, shown, allowed(option))
 
-    if f.metadata.get("money"):
-        return _money(raw, optional, bad)
-    if optional and (raw is None or raw == ""):
+    if option.meta.get("money"):
+        return _money(raw, option.optional, bad)
+    if option.optional and (raw is None or raw == ""):
         return None
-    to_value: _Converter = _CONVERTERS.get(kind, _to_ints)
+    to_value: _Converter = _CONVERTERS.get(option.kind, _to_ints)
     try:
-        value = to_value(raw, f.metadata, from_env)
+        value = to_value(raw, option.meta, from_env)
     except (_Refused, ValueError, InvalidOperation, TypeError):
         raise bad() from None
-    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+    lo, hi = option.meta.get("lo"), option.meta.get("hi")
     if (
         isinstance(value, int | float)
         and not isinstance(value, bool)
