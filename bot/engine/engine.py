@@ -11,9 +11,11 @@ actual price, in one transaction; a failure or cancel releases it. After a crash
 resume polling their stored request id (never a second submit), ``fetched`` ones are delivered, and
 ``submitting`` ones (crash between the POST and storing the id) are resubmitted once and logged.
 
-Who does what: ``admission`` (may this job be queued), ``runner`` (one job's run), ``settlement``
-(money moves, the one way a job ends), ``inputs`` (images, fal URLs, retention). The engine owns
-the lifecycle, the dispatch loop, the queue, cancel and rerun/remix.
+Who does what: ``admission`` (may this job be queued), ``dispatch`` (starting runs in the fair
+queue's order), ``runner`` (one job's run), ``settlement`` (money moves, the one way a job ends),
+``inputs`` (images, fal URLs, retention), ``recovery`` (stored jobs at start), ``cancel``,
+``reuse`` (rerun/remix requests), ``queue_info`` (ETAs). The engine owns the lifecycle and
+hands each of them what it needs.
 
 Servers are kept apart (``bot.visibility``): ``job_for``, ``cancel``, ``rerun`` and ``remix`` see
 only jobs visible from where the requester asks, and answer for any other job as for a missing one.
@@ -24,26 +26,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from bot.engine import quota
 from bot.engine.admission import Admission
+from bot.engine.cancel import cancel_job
 from bot.engine.delivery import Delivery
+from bot.engine.dispatch import Dispatcher
 from bot.engine.inputs import Inputs
-from bot.engine.runner import JobRun, RunContext
+from bot.engine.queue_info import QueueInfo
+from bot.engine.recovery import recover
+from bot.engine.reuse import Reuse
+from bot.engine.runner import RunContext
 from bot.engine.scheduler import FairScheduler
 from bot.engine.settlement import Settlement
 from bot.errors import NoSuchJob, UserError
 from bot.fal.client import FalClient
 from bot.intake import DownloadBudget
-from bot.logs import bind
 from bot.metrics import Metrics
 from bot.model import (
-    CancelOutcome,
     CancelResult,
     EditParams,
     EditRequest,
@@ -57,14 +60,12 @@ from bot.model import (
 from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import jobs as jobs_repo
-from bot.store import prefs
 from bot.store.blobs import BlobStore
 from bot.store.db import Database, Tx
-from bot.visibility import may_manage, visible
+from bot.visibility import visible
 
 log = logging.getLogger(__name__)
 
-ACTIVE_FAL = (JobState.SUBMITTING, JobState.RUNNING)
 PURGE_INTERVAL = 3600.0
 
 
@@ -90,22 +91,31 @@ class Engine:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.prices = PriceList.from_settings(settings)
-        self.scheduler = FairScheduler()
         self.admission = Admission(db, settings, self.prices, clock)
         self.inputs = Inputs(db, blobs, fal, settings, clock)
         self.settlement = Settlement(db, clock, self.notify_changed, self._tell)
         #: Bytes of attachments being downloaded, per member and in all (front ends acquire it).
         self.downloads = DownloadBudget.from_settings(settings)
-        self._wake = asyncio.Event()
+        self.reuse = Reuse(db, self.inputs)
         self._stopping = asyncio.Event()
-        self._workers: dict[int, asyncio.Task[None]] = {}
-        self._dispatcher: asyncio.Task[None] | None = None
+        self.dispatcher = Dispatcher(FairScheduler(), settings.fal_concurrency, self._stopping)
+        self.queue_info = QueueInfo(settings.fal_concurrency, lambda: len(self.dispatcher.workers))
         self._janitor: asyncio.Task[None] | None = None
-        self._cancel_requests: set[int] = set()
-        self._job_user: dict[int, int] = {}
-        self._durations: list[float] = []
         self._changed = asyncio.Condition()
-        self._run_context: RunContext | None = None
+
+    @property
+    def scheduler(self) -> FairScheduler:
+        """The fair queue of jobs waiting to run (bench swaps it before start)."""
+        return self.dispatcher.scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: FairScheduler) -> None:
+        self.dispatcher.scheduler = scheduler
+
+    @property
+    def _workers(self) -> dict[int, asyncio.Task[None]]:
+        """Running workers by job id (the property tests check that none is left behind)."""
+        return self.dispatcher.workers
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -114,19 +124,10 @@ class Engine:
         self.delivery = delivery or self.delivery
         if self.delivery is None:
             raise RuntimeError("Engine.start needs a Delivery")
-        self._run_context = self._make_run_context(self.delivery)
-        self._durations = await jobs_repo.recent_durations(self.db)
-        for job in await jobs_repo.jobs_in_states(self.db, [JobState.QUEUED]):
-            if job.id not in self.scheduler:  # submitted before start()
-                await self._enqueue(job)
-        resumed = await jobs_repo.jobs_in_states(
-            self.db, [JobState.SUBMITTING, JobState.RUNNING, JobState.FETCHED]
-        )
-        for job in resumed:
-            log.info("job=%s resuming in state %s", job.id, job.state)
-            self.scheduler.running[job.user_id] = self.scheduler.running.get(job.user_id, 0) + 1
-            self._spawn(job.id, job.user_id)
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatch")
+        self.dispatcher.context = self._make_run_context(self.delivery)
+        await self.queue_info.load(self.db)
+        await recover(self.db, self.dispatcher, self.limits_for)
+        self.dispatcher.start()
         self._janitor = asyncio.create_task(self._purge_loop(), name="engine-purge")
 
     def _make_run_context(self, delivery: Delivery) -> RunContext:
@@ -144,38 +145,25 @@ class Engine:
             on_change=self.notify_changed,
             budget_at_dispatch=self.admission.budget_at_dispatch,
             stopping=self._stopping,
-            cancel_requests=self._cancel_requests,
-            record_duration=self._record_duration,
+            cancel_requests=self.dispatcher.cancel_requests,
+            record_duration=self.queue_info.record,
         )
 
     @property
     def running(self) -> bool:
         """True while the dispatcher is alive and the engine takes jobs."""
-        return (
-            self._dispatcher is not None
-            and not self._dispatcher.done()
-            and not self._stopping.is_set()
-        )
+        return self.dispatcher.alive and not self._stopping.is_set()
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs; let in-flight work reach a stored state; close within ``timeout``."""
         timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
         self._stopping.set()
-        self._wake.set()
-        for task in (self._dispatcher, self._janitor):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        workers = list(self._workers.values())
-        if workers:
-            # Runs check the stopping event between steps and return at the next stored state.
-            _, pending = await asyncio.wait(workers, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-                log.warning("shutdown: %d job(s) interrupted mid-step", len(pending))
+        await self.dispatcher.stop_loop()
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        await self.dispatcher.drain(timeout)
 
     # -- admission ---------------------------------------------------------------------------------
 
@@ -235,9 +223,9 @@ class Engine:
         except BaseException:
             # Cancelled mid-store: queue it anyway, so a missing input fails it and frees the money
             # now rather than after a restart.
-            self._queue(job_id, who, admitted.max_running)
+            self.dispatcher.queue(job_id, who.user_id, who.guild_id, admitted.max_running)
             raise
-        self._queue(job_id, who, admitted.max_running)
+        self.dispatcher.queue(job_id, who.user_id, who.guild_id, admitted.max_running)
         log.info(
             "job=%s user=%s guild=%s queued estimate=%s",
             job_id,
@@ -260,35 +248,14 @@ class Engine:
             if sha != image.sha256:  # the job names image.sha256: its run will find it missing
                 log.error("job=%s input stored as %s, not %s", job_id, sha[:12], image.sha256[:12])
 
-    def _queue(self, job_id: int, who: Requester, max_running: int | None) -> None:
-        """Make an admitted job dispatchable (once: start() may have found it in the table)."""
-        if job_id not in self.scheduler:
-            self.scheduler.add(job_id, who.user_id, who.guild_id, max_running)
-            self._job_user[job_id] = who.user_id
-        self._wake.set()
-
-    async def _enqueue(self, job: Job) -> None:
-        limits = await self.limits_for(job.requester)
-        self.scheduler.add(job.id, job.user_id, job.guild_id, limits["user_max_running"])
-        self._job_user[job.id] = job.user_id
-
     # -- queue info --------------------------------------------------------------------------------
 
     def typical_duration(self) -> float:
-        recent = self._durations[:20]
-        return statistics.median(recent) if recent else 20.0
-
-    def _record_duration(self, seconds: float) -> None:
-        self._durations.insert(0, seconds)
-        del self._durations[50:]
+        return self.queue_info.typical_duration()
 
     def eta(self, position: int) -> float:
         """Seconds until a job at this queue position starts, from recent fal durations."""
-        slots = self.settings.fal_concurrency
-        busy = len(self._workers)
-        if position == 0 and busy < slots:
-            return 0.0
-        return (position // slots + 1) * self.typical_duration()
+        return self.queue_info.eta(position)
 
     def position(self, job_id: int) -> tuple[int, float] | None:
         pos = self.scheduler.position(job_id)
@@ -310,43 +277,13 @@ class Engine:
         Only its requester or a moderator of its server may, from where the job is visible
         (``bot.visibility``); a job not visible from here is ``not_found``, like a missing one.
         """
-        job = await jobs_repo.get_job(self.db, job_id)
-        if job is None or not visible(job, who):
-            return CancelResult(job_id, CancelOutcome.NOT_FOUND, str(NoSuchJob(job_id)))
-        if not may_manage(job, who):
-            return CancelResult(
-                job_id,
-                CancelOutcome.NOT_ALLOWED,
-                "Only the member who asked for it or a moderator can cancel this job.",
-            )
-        caller_id = who.user_id
-        if job.state == JobState.QUEUED:
-            # The member hears it from this answer, so no Delivery.failed notice.
-            ended = await self.settlement.end_job(
-                job, [JobState.QUEUED], JobState.CANCELLED, "cancelled"
-            )
-            if ended:
-                self.scheduler.remove(job_id)
-                log.info("job=%s cancelled while queued by %s", job_id, caller_id)
-                return CancelResult(
-                    job_id,
-                    CancelOutcome.CANCELLED,
-                    f"Job #{job_id} cancelled; nothing was charged.",
-                )
-            job = await jobs_repo.get_job(self.db, job_id) or job
-        if job.state in ACTIVE_FAL:
-            async with self.db.transaction() as tx:
-                await jobs_repo.update_job(tx, job_id, cancel_requested=1)
-            self._cancel_requests.add(job_id)
-            log.info("job=%s cancel requested by %s", job_id, caller_id)
-            return CancelResult(
-                job_id,
-                CancelOutcome.CANCELLING,
-                f"Cancelling job #{job_id} at fal. If it "
-                "had already finished, you will still get (and pay for) it.",
-            )
-        return CancelResult(
-            job_id, CancelOutcome.FINISHED, f"Job #{job_id} has already ended ({job.state})."
+        return await cancel_job(
+            job_id,
+            who,
+            db=self.db,
+            settlement=self.settlement,
+            scheduler=self.scheduler,
+            cancel_requests=self.dispatcher.cancel_requests,
         )
 
     # -- rerun / remix -------------------------------------------------------------------------
@@ -358,27 +295,6 @@ class Engine:
             raise NoSuchJob(job_id)
         return job
 
-    async def _source(self, job_id: int, requester: Requester) -> Job:
-        """A job whose images ``requester`` may reuse: visible from here, and neither its
-        requester nor the author of the message it edited opted out of remixing."""
-        job = await self.job_for(job_id, requester)
-        owners = {job.user_id, job.source_author_id} - {requester.user_id, None}
-        for owner in owners:
-            if owner is not None and await prefs.remix_opted_out(self.db, owner):
-                raise UserError(
-                    f"The author of the images of job #{job_id} has opted out of others "
-                    "reusing their images.",
-                    limit="remix_opt_out",
-                )
-        return job
-
-    @staticmethod
-    def _author_of_images(job: Job, requester: Requester) -> int | None:
-        """Whose images a rerun or remix of ``job`` reuses, so their opt-out follows them."""
-        if job.source_author_id is not None:
-            return job.source_author_id
-        return job.user_id if job.user_id != requester.user_id else None
-
     async def rerun(
         self,
         job_id: int,
@@ -388,41 +304,15 @@ class Engine:
         origin: Origin = Origin.RERUN,
     ) -> JobTicket:
         """Run a job again with its stored parameters and inputs (same seed unless overridden)."""
-        job = await self._source(job_id, requester)
-        params = replace(job.params, seed=job.seed if job.seed is not None else job.params.seed)
-        if overrides:
-            params = replace(params, **overrides)
-        inputs = await self.inputs.inputs_of(job.input_hashes, job_id)
-        return await self.submit(
-            EditRequest(
-                params,
-                inputs,
-                requester,
-                origin=origin,
-                parent_job_id=job_id,
-                source_author_id=self._author_of_images(job, requester),
-            )
-        )
+        job = await self.job_for(job_id, requester)
+        return await self.submit(await self.reuse.rerun_request(job, requester, overrides, origin))
 
     async def remix(
         self, job_id: int, requester: Requester, prompt: str, **overrides: Any
     ) -> JobTicket:
         """A new edit that uses this job's output as its reference image."""
-        job = await self._source(job_id, requester)
-        if job.output_hash is None:
-            raise UserError(f"Job #{job_id} has no result to remix yet.")
-        inputs = await self.inputs.inputs_of([job.output_hash], job_id)
-        params = replace(job.params, prompt=prompt, seed=None, **overrides)
-        return await self.submit(
-            EditRequest(
-                params,
-                inputs,
-                requester,
-                origin=Origin.REMIX,
-                parent_job_id=job_id,
-                source_author_id=self._author_of_images(job, requester),
-            )
-        )
+        job = await self.job_for(job_id, requester)
+        return await self.submit(await self.reuse.remix_request(job, requester, prompt, overrides))
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -499,40 +389,3 @@ class Engine:
                 log.exception("blob purge failed; will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=PURGE_INTERVAL)
-
-    # -- dispatch ----------------------------------------------------------------------------------
-
-    async def _dispatch(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            while len(self._workers) < self.settings.fal_concurrency:
-                job_id = self.scheduler.pick()
-                if job_id is None:
-                    break
-                self._spawn(job_id, self._job_user[job_id])
-            await self._wake.wait()
-
-    def _spawn(self, job_id: int, user_id: int) -> None:
-        task = asyncio.create_task(self._run(job_id, user_id), name=f"job-{job_id}")
-        self._workers[job_id] = task
-
-        def done(_: asyncio.Task[None]) -> None:
-            self._workers.pop(job_id, None)
-            self._job_user.pop(job_id, None)
-            self._cancel_requests.discard(job_id)  # the stored flag outlives this process
-            self.scheduler.finished(user_id)
-            self._wake.set()
-
-        task.add_done_callback(done)
-
-    async def _run(self, job_id: int, user_id: int) -> None:
-        assert self._run_context is not None  # set by start(), which spawns every run
-        try:
-            with bind(job_id=job_id, user_id=user_id):
-                await JobRun(self._run_context, job_id).run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A bug, not a fal or Discord failure: keep the job where it is (it resumes on the
-            # next start) rather than lose it, and say so loudly.
-            log.exception("job=%s worker crashed; it will resume after a restart", job_id)
