@@ -102,6 +102,11 @@ class Settings:
     fal_rest_url: str = _opt(
         "https://rest.fal.ai", "fal REST API base URL (storage uploads).", section="fal"
     )
+    fal_api_url: str = _opt(
+        "https://api.fal.ai",
+        "fal Platform API base URL (the request list used to reconcile what fal billed).",
+        section="fal",
+    )
     fal_result_hosts: str = _opt(
         "fal.media",
         "Hosts fal's output images may be downloaded from (https only), comma-separated; each "

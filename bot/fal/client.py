@@ -8,8 +8,13 @@ proxy works by changing the base URLs. Status, result and cancel drop the app's 
 
 The work is shared out by reason to change: ``transport`` sends one call (auth, typed errors,
 redaction: the key never appears in ``repr``, logs or error messages), ``retry`` decides what
-is retried (``submit`` only when it surely never reached fal), ``storage`` uploads inputs and
-``download`` fetches outputs behind its host, redirect, address and deadline checks.
+is retried (``submit`` only when it surely never reached fal; a lost answer is
+``FalSubmitAmbiguous``), ``storage`` uploads inputs and ``download`` fetches outputs behind its
+host, redirect, address and deadline checks.
+
+``list_requests`` reads fal's Platform API (``{api_url}/v1/models/requests/by-endpoint``), the
+one place that shows requests whose submit answer was lost; see its docstring for the contract
+(fal.ai/docs/platform-apis/v1/models/requests/by-endpoint).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import quote
@@ -32,7 +38,14 @@ from bot.fal.download import (
     loopback_origin,
     parse_result_hosts,
 )
-from bot.fal.errors import FalError, FalTimeoutError, FalUnavailableError
+from bot.fal.errors import (
+    FalAuthError,
+    FalError,
+    FalRequestListForbidden,
+    FalResultGoneError,
+    FalStreamError,
+    FalSubmitAmbiguous,
+)
 from bot.fal.schema import (
     APP_NAMESPACES,
     CANCEL_OUTCOMES,
@@ -43,6 +56,11 @@ from bot.fal.schema import (
     OutputImage,
     QueueState,
     QueueStatus,
+    RequestOutcome,
+    RequestPage,
+    RequestRecord,
+    format_time,
+    parse_request_page,
     parse_result,
     parse_status,
 )
@@ -54,6 +72,15 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: fal's status stream sends a keep-alive comment every 15 s (fal.ai/docs status-stream), so a
+#: stream silent for three of those is broken, not slow.
+STREAM_IDLE_TIMEOUT = 45.0
+#: The request list pages at most 100 items (``limit``, 1..100, default 50).
+REQUEST_LIST_PAGE_MAX = 100
+#: Pages followed at most: 100 000 requests; a cursor that never ends is a bug, not a history.
+_REQUEST_LIST_MAX_PAGES = 1000
+_REQUEST_LIST_PATH = "/v1/models/requests/by-endpoint"
 
 __all__ = [
     "APP_NAMESPACES",
@@ -68,6 +95,8 @@ __all__ = [
     "OutputImage",
     "QueueState",
     "QueueStatus",
+    "RequestOutcome",
+    "RequestRecord",
     "loopback_origin",
     "parse_result",
     "parse_result_hosts",
@@ -84,6 +113,7 @@ class FalClient:
         *,
         queue_url: str = "https://queue.fal.run",
         rest_url: str = "https://rest.fal.ai",
+        api_url: str = "https://api.fal.ai",
         app_id: str = "fal-ai/flux-2-flex/edit",
         timeout: float = 30.0,
         max_attempts: int = 5,
@@ -91,17 +121,22 @@ class FalClient:
         result_hosts: str | Sequence[str] = DEFAULT_RESULT_HOSTS,
         download_deadline: float | None = None,
         insecure_local_origin: str | None = None,
+        stream_idle_timeout: float = STREAM_IDLE_TIMEOUT,
     ) -> None:
         """``result_hosts``: hosts (and their subdomains) outputs may come from, over https.
         ``download_deadline``: seconds for a whole download; default 4 x ``timeout``.
         ``insecure_local_origin``: only for a fake fal on this machine (tests, dry runs): its
         ``http://127.0.0.1:PORT`` origin, whose outputs are fetched without the https, host
-        and address checks. Anything but a loopback IP literal is a ValueError."""
+        and address checks. Anything but a loopback IP literal is a ValueError.
+        ``api_url``: fal's Platform API (the request list). ``stream_idle_timeout``: seconds the
+        status stream may stay silent (fal sends a keep-alive every 15 s)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         rules = DownloadRules.build(result_hosts, download_deadline, timeout, insecure_local_origin)
         self._key = key
         self._queue_url = queue_url.rstrip("/")
+        self._api_url = api_url.rstrip("/")
+        self._stream_idle_timeout = stream_idle_timeout
         self._app = AppId.from_endpoint_id(app_id)
         self._app_id = app_id
         self._owns_http = http is None
@@ -117,7 +152,7 @@ class FalClient:
     def from_settings(
         cls, settings: Settings, key: Secret | None, *, fake_url: str | None = None
     ) -> FalClient:
-        """The client for these settings; ``fake_url`` points both APIs at a local fake.
+        """The client for these settings; ``fake_url`` points every fal API at a local fake.
 
         Outputs are trusted from the queue's own origin only when that origin is a loopback
         IP literal: a fake fal (``fake_url``, or ``fal_queue_url`` in the end-to-end tests) or
@@ -128,6 +163,7 @@ class FalClient:
             key,
             queue_url=queue_url,
             rest_url=fake_url or settings.fal_rest_url,
+            api_url=fake_url or settings.fal_api_url,
             app_id=settings.fal_app_id,
             timeout=settings.fal_http_timeout_seconds,
             max_attempts=settings.fal_max_attempts,
@@ -168,13 +204,28 @@ class FalClient:
     # -- queue ----------------------------------------------------------------------------------
 
     async def submit(self, arguments: dict[str, Any]) -> str:
-        """Queue one request and return its ``request_id``; see the module doc on retries."""
+        """Queue one request and return its ``request_id``.
+
+        Retried only when the request surely never reached fal (``bot.fal.retry``). Raises
+        ``FalSubmitAmbiguous`` when it was sent but the answer was lost or was a 5xx: fal may
+        be running (and billing) that job, so look it up with ``list_requests`` before any
+        resubmit. Other ``FalError``s mean fal refused it, or it never got there."""
         url = f"{self._queue_url}/{self._app.submit_path}"
         response = await self._transport.send("POST", url, Call(idempotent=False), json=arguments)
-        body = self._transport.json(response)
+        header_id = response.headers.get("x-fal-request-id") or None
+        try:
+            body = self._transport.json(response)
+        except FalError:
+            body = None
         request_id = body.get("request_id") if isinstance(body, dict) else None
         if not isinstance(request_id, str) or not request_id:
-            raise FalError("fal accepted the request but returned no request_id")
+            # A 2xx means fal queued something; without an id in the body it cannot be polled.
+            raise FalSubmitAmbiguous(
+                "fal accepted the request but its answer named no request_id",
+                cause="no_request_id",
+                status=response.status_code,
+                request_id=header_id,
+            )
         log.info("fal submit accepted request_id=%s", request_id)
         return request_id
 
@@ -188,9 +239,20 @@ class FalClient:
         return parse_status(self._transport.json(response))
 
     async def result(self, request_id: str) -> EditResult:
-        """The output of a finished request, or its typed error."""
+        """The output of a finished request, or its typed error.
+
+        A 404 is ``FalResultGoneError``: fal keeps a result 1 hour, or 6 minutes when it is
+        10 KB or more (fal.ai/docs queue result); fal does not document what an expired result
+        answers, 404 is our guess (the fake answers so)."""
         url = self._request_url(request_id)
-        response = await self._transport.send("GET", url, Call(request_id=request_id))
+        try:
+            response = await self._transport.send("GET", url, Call(request_id=request_id))
+        except FalError as exc:
+            if exc.status == 404 and type(exc) is FalError:
+                raise FalResultGoneError(
+                    exc.message, status=404, detail=exc.detail, request_id=request_id
+                ) from exc
+            raise
         return parse_result(self._transport.json(response), request_id)
 
     async def cancel(self, request_id: str) -> CancelOutcome:
@@ -235,40 +297,143 @@ class FalClient:
     async def stream_status(
         self, request_id: str, *, logs: bool = True
     ) -> AsyncIterator[QueueStatus]:
-        """Status updates over SSE until ``COMPLETED``; not retried (fall back to polling)."""
+        """Status updates over server-sent events, ending after ``COMPLETED``; not retried.
+
+        Comment lines (``:``, fal's keep-alive every 15 s) are skipped. A stream that breaks,
+        stays silent for ``stream_idle_timeout`` or ends before ``COMPLETED`` raises
+        ``FalStreamError``: poll ``status`` instead. An HTTP error answer raises its typed
+        error, as ``status`` would."""
         url = self._request_url(request_id, "/status/stream")
-        headers = self._transport.headers(Call(request_id=request_id))
+        call = Call(request_id=request_id, extra_headers={"Accept": "text/event-stream"})
+        headers = self._transport.headers(call)
+        base = self._transport.timeout
+        timeout = httpx.Timeout(
+            self._stream_idle_timeout, connect=base.connect, write=base.write, pool=base.pool
+        )
         try:
             async with self._transport.http.stream(
                 "GET",
                 url,
                 params={"logs": "1" if logs else "0"},
                 headers=headers,
-                timeout=self._transport.timeout,
+                timeout=timeout,
             ) as response:
                 if not response.is_success:
                     await response.aread()
                     raise self._transport.error(response, request_id)
-                data: list[str] = []
-                async for line in response.aiter_lines():
-                    if line.startswith("data:"):
-                        data.append(line[5:].lstrip())
-                    elif not line and data:
-                        state = parse_status(self._transport.loads("\n".join(data)))
-                        data = []
-                        yield state
-                        if state.done:
-                            return
+                async for state in self._events(response, request_id):
+                    yield state
+                    if state.done:
+                        return
         except httpx.TimeoutException as exc:
-            raise FalTimeoutError(
-                f"status stream idle for {self._transport.timeout.read}s", request_id=request_id
+            raise FalStreamError(
+                f"status stream silent for {self._stream_idle_timeout}s",
+                request_id=request_id,
+                retryable=True,
             ) from exc
         except httpx.TransportError as exc:
-            raise FalUnavailableError(
+            raise FalStreamError(
                 self._transport.redact(f"status stream broke: {type(exc).__name__}: {exc}"),
                 request_id=request_id,
                 retryable=True,
             ) from exc
+        raise FalStreamError(
+            "status stream ended before COMPLETED", request_id=request_id, retryable=True
+        )
+
+    async def _events(
+        self, response: httpx.Response, request_id: str
+    ) -> AsyncIterator[QueueStatus]:
+        """Each SSE event's ``data`` as a status; comments and other fields are skipped."""
+        data: list[str] = []
+        async for line in response.aiter_lines():
+            if line.startswith(":"):
+                continue  # a comment: fal's keep-alive
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:
+                yield self._stream_status("\n".join(data), request_id)
+                data = []
+        if data:  # the last event without its blank line
+            yield self._stream_status("\n".join(data), request_id)
+
+    def _stream_status(self, text: str, request_id: str) -> QueueStatus:
+        try:
+            return parse_status(self._transport.loads(text))
+        except FalError as exc:
+            raise FalStreamError(
+                f"status stream sent an unreadable event: {exc.message}",
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+
+    # -- the Platform API's request list --------------------------------------------------------
+
+    async def list_requests(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        request_id: str | None = None,
+        status: RequestOutcome | None = None,
+        payloads: bool = False,
+        page_size: int = REQUEST_LIST_PAGE_MAX,
+        endpoint_id: str | None = None,
+    ) -> list[RequestRecord]:
+        """Every request fal lists for this app in ``[start, end)``, following the pages.
+
+        ``GET {api_url}/v1/models/requests/by-endpoint`` with ``Authorization: Key ...``
+        (fal.ai/docs/platform-apis/v1/models/requests/by-endpoint): ``endpoint_id`` (default:
+        this client's app id, sub-path included), ``start``/``end`` (ISO 8601, ``end``
+        exclusive; fal defaults them to 24 hours ago and now, or 90 days back when
+        ``request_id`` is given), ``status`` (``success``/``error``/``user_error``),
+        ``request_id``, ``expand=payloads`` (each item's ``json_input`` and ``json_output``),
+        ``limit`` (1..100) and ``cursor`` (``next_cursor`` of the previous page, until it is
+        null). Requests still running may not be listed yet (undocumented).
+
+        A 401 or 403 is ``FalRequestListForbidden``: the key cannot read the list (fal's
+        authentication page: 401 a wrong or revoked key, 403 a key without the scope)."""
+        if not 1 <= page_size <= REQUEST_LIST_PAGE_MAX:
+            raise ValueError(f"page_size must be 1..{REQUEST_LIST_PAGE_MAX}")
+        params: dict[str, str] = {
+            "endpoint_id": endpoint_id or self._app_id,
+            "limit": str(page_size),
+        }
+        if start is not None:
+            params["start"] = format_time(start)
+        if end is not None:
+            params["end"] = format_time(end, round_up=True)
+        if status is not None:
+            params["status"] = status
+        if request_id is not None:
+            params["request_id"] = request_id
+        if payloads:
+            params["expand"] = "payloads"
+        records: list[RequestRecord] = []
+        seen: set[str] = set()
+        cursor: str | None = None
+        for _ in range(_REQUEST_LIST_MAX_PAGES):
+            page = await self._request_page(params | ({"cursor": cursor} if cursor else {}))
+            records.extend(page.items)
+            if not page.has_more or page.next_cursor is None:
+                return records
+            if page.next_cursor in seen:
+                raise FalError(f"fal's request list repeated the cursor {page.next_cursor!r}")
+            seen.add(page.next_cursor)
+            cursor = page.next_cursor
+        raise FalError(f"fal's request list ran past {_REQUEST_LIST_MAX_PAGES} pages")
+
+    async def _request_page(self, params: dict[str, str]) -> RequestPage:
+        url = f"{self._api_url}{_REQUEST_LIST_PATH}"
+        try:
+            response = await self._transport.send("GET", url, Call(), params=params)
+        except FalAuthError as exc:
+            if exc.status not in (401, 403):
+                raise  # no key configured: nothing was asked
+            raise FalRequestListForbidden(
+                exc.message, status=exc.status, error_type=exc.error_type, detail=exc.detail
+            ) from exc
+        return parse_request_page(self._transport.json(response))
 
     # -- storage and downloads ------------------------------------------------------------------
 

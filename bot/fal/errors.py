@@ -5,6 +5,11 @@
         ├── FalValidationError     422 with a ``detail`` list: fal refused an input
         ├── FalContentPolicyError  422 ``content_policy_violation``: the safety checker said no
         ├── FalAuthError           401/403, or no key configured
+        │   └── FalRequestListForbidden  the Platform API refused this key the request list
+        ├── FalSubmitAmbiguous     a submit was sent but its answer was lost: fal may be running
+        │                          (and billing) a job; ``request_id`` when a header named it
+        ├── FalStreamError         the status stream broke, went quiet or ended before COMPLETED
+        ├── FalResultGoneError     the result endpoint answered 404: expired or never there
         ├── FalTimeoutError        our timeout, or fal's ``request_timeout``/``startup_timeout``/504
         ├── FalUnavailableError    429, 5xx or connection errors, after the retries ran out
         ├── FalCancelledError      the request was cancelled (``client_cancelled``)
@@ -171,6 +176,51 @@ class FalAuthError(FalError):
         return "fal.ai rejected the bot's key; ask the bot owner to check it and the fal balance."
 
 
+class FalRequestListForbidden(FalAuthError):
+    """The Platform API refused this key the request list (401: invalid key, 403: the key's
+    scope does not reach it; fal.ai/docs/platform-apis/authentication)."""
+
+    @property
+    def user_message(self) -> str:
+        return "The bot's fal key cannot read fal's request list; ask the bot owner to check it."
+
+
+class FalSubmitAmbiguous(FalError):
+    """A submit reached (or may have reached) fal, but its answer was lost or was a 5xx.
+
+    fal has no idempotency key, so fal may be running and billing a job the caller never
+    heard of. Never resubmit blindly: look the request up in fal's request list
+    (``FalClient.list_requests``), by ``request_id`` when a header gave one. ``cause`` names
+    what went wrong (``read_timeout``, ``connection_lost``, ``http_5xx``, ``no_request_id``)."""
+
+    def __init__(self, message: str, *, cause: str, **fields: Any) -> None:
+        self.cause = cause
+        super().__init__(message, **fields)
+
+    @property
+    def user_message(self) -> str:
+        return "fal.ai did not confirm this edit; Flexbot is checking whether it started."
+
+
+class FalStreamError(FalError):
+    """The status stream broke, stayed silent past its idle timeout, or ended before
+    ``COMPLETED``: poll the status instead (the request itself is unaffected)."""
+
+    @property
+    def user_message(self) -> str:
+        return "Lost the live progress from fal.ai; still waiting for the edit."
+
+
+class FalResultGoneError(FalError):
+    """The result endpoint answered 404: fal keeps a result 1 hour (6 minutes at 10 KB or
+    more; fal.ai/docs queue result), so it expired, or the request never existed. An
+    expired result was still billed."""
+
+    @property
+    def user_message(self) -> str:
+        return "fal.ai no longer has the finished image; try the edit again."
+
+
 class FalTimeoutError(FalError):
     """No answer in time: our own timeout, or fal's request/startup timeout."""
 
@@ -259,6 +309,14 @@ def error_from_response(
         detail = body.get("detail")
         raw_type = body.get("error_type")
         error_type = raw_type if isinstance(raw_type, str) else None
+        nested = body.get("error")
+        if detail is None and isinstance(nested, dict):
+            # The Platform API's shape (api.fal.ai/v1), as seen in the wild (not on a fal page):
+            # {"error": {"type": "authorization_error", "message": "Invalid API key ..."}}
+            text = nested.get("message")
+            detail = text if isinstance(text, str) else None
+            nested_type = nested.get("type")
+            error_type = error_type or (nested_type if isinstance(nested_type, str) else None)
     error_type = error_type or _header(headers, "x-fal-error-type")
     field_errors = parse_field_errors(detail)
     if field_errors:

@@ -5,11 +5,17 @@ Retries (stamina, exponential backoff with jitter, at most ``attempts`` tries) c
 and downloads. A 5xx whose body names an ``error_type`` is the request's outcome, not a hiccup,
 and is not retried; neither is anything fal marks ``X-Fal-Retryable: false``.
 
-``submit`` is not idempotent: a retry after a lost response would create a second fal job and
-charge twice. It is retried only when the request surely never reached fal's queue: connection
-refused or connect/pool timeouts, 429, and a 503 from the gateway. A read timeout or a dropped
-connection after sending raises ``FalTimeoutError``/``FalUnavailableError`` at once; whether a
-job exists is then unknown, and the engine's "submitting" state handles that window.
+``submit`` is not idempotent and fal has no idempotency key: a retry after a lost answer would
+create a second fal job and bill twice. So a submit is retried only when it surely never reached
+fal's queue: the connection was never made (connect error, DNS, connect or pool timeout), or the
+gateway refused it before the queue saw it (429, or 503, and only without ``x-fal-request-id``).
+Any answer carrying ``x-fal-request-id`` came from fal's own server (fal_client ``client.py``
+``_is_ingress_error``: "this is clearly returned from our server") and is never retried. A read
+timeout, a connection lost after sending, or any other 5xx raises ``FalSubmitAmbiguous`` (see
+``bot.fal.transport``): fal may be running and billing that job, and only fal's request list
+can tell. A 503 without ``x-fal-request-id`` is taken as the gateway's refusal (fal_client
+retries these too); 500, 502 and 504 stay ambiguous, since a gateway sends those after it
+forwarded the request.
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ def retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP-date; the exponential backoff is good enough
 
 
+def from_fal_server(response: httpx.Response) -> bool:
+    """Whether fal's own server (not the gateway in front of it) sent this answer."""
+    return "x-fal-request-id" in response.headers
+
+
 def should_retry(response: httpx.Response, error: FalError, *, idempotent: bool) -> bool:
     """Whether an HTTP error answer is worth another attempt (see the module doc)."""
     if not error.retryable:
@@ -65,7 +76,7 @@ def should_retry(response: httpx.Response, error: FalError, *, idempotent: bool)
         # The request's own outcome (e.g. runner_server_error): asking again won't change it.
         return False
     if not idempotent:
-        return code in (429, 503)
+        return code in (429, 503) and not from_fal_server(response)
     return code in (408, 429) or code >= 500
 
 

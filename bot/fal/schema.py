@@ -7,6 +7,7 @@ does not fit becomes a ``FalError`` rather than a half-filled object.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from bot.fal.errors import FalError, error_from_status
@@ -166,3 +167,111 @@ def parse_result(body: object, request_id: str) -> EditResult:
     if seed is None:
         raise FalError("fal returned a result without a seed", request_id=request_id)
     return EditResult(images=images, seed=seed, request_id=request_id)
+
+
+#: The ``status`` filter of fal's request list: 2xx, 5xx and 4xx outcomes respectively
+#: (fal.ai/docs/platform-apis/v1/models/analytics names the same three buckets).
+RequestOutcome = Literal["success", "error", "user_error"]
+REQUEST_OUTCOMES: tuple[RequestOutcome, ...] = ("success", "error", "user_error")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One item of fal's request list (``GET api.fal.ai/v1/models/requests/by-endpoint``).
+
+    Fields as fal documents them: ``sent_at`` (fal received it), ``started_at``, ``ended_at``,
+    ``status_code`` (the result's HTTP status), ``duration`` (seconds) and, with
+    ``expand=payloads``, ``json_input``/``json_output``. The list carries no price: fal
+    documents per-request ``billable_units`` only on the serverless variant of this endpoint,
+    for the app's owner, so the cost is priced from ``json_input`` and the output by the
+    caller. Times the list leaves out (a request not finished yet) are None."""
+
+    request_id: str
+    endpoint_id: str | None
+    sent_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    status_code: int | None
+    duration: float | None
+    json_input: dict[str, Any] | None
+    json_output: Any
+
+    @property
+    def outcome(self) -> RequestOutcome | None:
+        """``success`` (2xx), ``user_error`` (4xx), ``error`` (5xx), or None while unfinished."""
+        code = self.status_code
+        if code is None:
+            return None
+        if 200 <= code < 300:
+            return "success"
+        return "user_error" if 400 <= code < 500 else "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPage:
+    """One page of the request list and where the next one starts."""
+
+    items: list[RequestRecord]
+    next_cursor: str | None
+    has_more: bool
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 timestamp (``Z`` or an offset) as an aware UTC datetime; None otherwise."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # fal's timestamps are UTC
+    return parsed.astimezone(UTC)
+
+
+def format_time(when: datetime, *, round_up: bool = False) -> str:
+    """``when`` as ``YYYY-MM-DDTHH:MM:SSZ``, the form fal's docs show for ``start``/``end``.
+
+    Whole seconds only (fractions are not in fal's examples): ``round_up`` moves a fractional
+    end forward so the window never shrinks. A naive datetime is taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    if round_up and when.microsecond:
+        when = when + timedelta(seconds=1)
+    return when.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _float_or_none(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def parse_request_page(body: object) -> RequestPage:
+    """A request-list answer, ``{"items": [...], "next_cursor": ..., "has_more": ...}``."""
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        raise FalError("fal's request list answered without an items list")
+    records = []
+    for item in body["items"]:
+        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
+            raise FalError("fal's request list holds an item without a request_id")
+        endpoint = item.get("endpoint_id")
+        json_input = item.get("json_input")
+        records.append(
+            RequestRecord(
+                request_id=item["request_id"],
+                endpoint_id=endpoint if isinstance(endpoint, str) else None,
+                sent_at=parse_time(item.get("sent_at")),
+                started_at=parse_time(item.get("started_at")),
+                ended_at=parse_time(item.get("ended_at")),
+                status_code=_int_or_none(item.get("status_code")),
+                duration=_float_or_none(item.get("duration")),
+                json_input=json_input if isinstance(json_input, dict) else None,
+                json_output=item.get("json_output"),
+            )
+        )
+    cursor = body.get("next_cursor")
+    next_cursor = cursor if isinstance(cursor, str) and cursor else None
+    # has_more is "derived from next_cursor" (fal docs); trust the cursor if they disagree.
+    return RequestPage(records, next_cursor, next_cursor is not None)

@@ -19,6 +19,7 @@ import httpx
 from bot.fal.errors import (
     FalAuthError,
     FalError,
+    FalSubmitAmbiguous,
     FalTimeoutError,
     FalUnavailableError,
     error_from_response,
@@ -103,31 +104,11 @@ class Transport:
             response = await self.http.request(
                 method, url, headers=headers, timeout=self.timeout, **kwargs
             )
-        except httpx.TimeoutException as exc:
-            never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            error: FalError = FalTimeoutError(
-                f"{method} {path_of(url)}: no answer within the timeout ({type(exc).__name__})",
-                request_id=call.request_id,
-                retryable=True,
-            )
-            log.warning("fal %s %s timed out (%s)", method, path_of(url), type(exc).__name__)
-            if call.idempotent or never_sent:
-                raise Transient(error) from exc
-            raise error from exc
         except httpx.TransportError as exc:
-            never_sent = isinstance(exc, httpx.ConnectError)
-            error = FalUnavailableError(
-                self.redact(f"{method} {path_of(url)}: {type(exc).__name__}: {exc}"),
-                request_id=call.request_id,
-                retryable=True,
-            )
-            log.warning("fal %s %s failed: %s", method, path_of(url), type(exc).__name__)
-            if call.idempotent or never_sent:
-                raise Transient(error) from exc
-            raise error from exc
+            raise self._transport_failure(method, url, call, exc) from exc
         if response.is_success or response.status_code in call.accept:
             return response
-        error = self.error(response, call.request_id)
+        error = self.error(response, call.request_id or response.headers.get("x-fal-request-id"))
         log.warning(
             "fal %s %s -> HTTP %d %s",
             method,
@@ -137,7 +118,51 @@ class Transport:
         )
         if should_retry(response, error, idempotent=call.idempotent):
             raise Transient(error, retry_after(response))
+        if not call.idempotent and response.status_code >= 500:
+            raise FalSubmitAmbiguous(
+                f"{method} {path_of(url)}: HTTP {response.status_code} after fal received the "
+                f"request: {error.message}",
+                cause="http_5xx",
+                status=error.status,
+                error_type=error.error_type,
+                detail=error.detail,
+                request_id=error.request_id,
+            )
         raise error
+
+    def _transport_failure(
+        self, method: str, url: str, call: Call, exc: httpx.TransportError
+    ) -> Exception:
+        """What a failed connection means: retry (``Transient``), or the error to raise.
+
+        Only a connection that was never made is safe to retry for a non-idempotent call; after
+        the request went out, a lost answer is ``FalSubmitAmbiguous``."""
+        name = type(exc).__name__
+        log.warning("fal %s %s failed: %s", method, path_of(url), name)
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        error: FalError
+        if timed_out:
+            error = FalTimeoutError(
+                f"{method} {path_of(url)}: no answer within the timeout ({name})",
+                request_id=call.request_id,
+                retryable=True,
+            )
+        else:
+            error = FalUnavailableError(
+                self.redact(f"{method} {path_of(url)}: {name}: {exc}"),
+                request_id=call.request_id,
+                retryable=True,
+            )
+        if call.idempotent or never_sent:
+            return Transient(error)
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+            return error  # refused by httpx itself, before anything was sent
+        return FalSubmitAmbiguous(
+            f"{error.message}; fal may have received the request",
+            cause="read_timeout" if timed_out else "connection_lost",
+            request_id=call.request_id,
+        )
 
     def error(self, response: httpx.Response, request_id: str | None) -> FalError:
         """The typed error an (already read) error answer stands for, redacted."""
