@@ -10,7 +10,21 @@ from aiohttp import web
 
 from bot.fal.fake.state import FakeState, RecordedRequest
 
-_CONFIG_FIELDS = ("latency", "queue_delay", "processing_time", "concurrency", "validate_on_submit")
+_FLOATS = (
+    "queue_delay",
+    "processing_time",
+    "result_ttl_small",
+    "result_ttl_large",
+    "stream_keepalive",
+)
+_CONFIG_FIELDS = (
+    "latency",
+    *_FLOATS,
+    "concurrency",
+    "validate_on_submit",
+    "list_unfinished",
+    "price_per_megapixel_micros",
+)
 
 
 class Control(FakeState):
@@ -29,27 +43,40 @@ class Control(FakeState):
         """The recorded requests for one route name (``submit``, ``status``, ...)."""
         return [r for r in self.requests if r.route == route]
 
+    @property
+    def billed_micros(self) -> int:
+        """Everything fal would have billed so far, in micro-dollars (see ``billing``)."""
+        return sum(entry.micros for entry in self.billing)
+
+    def advance(self, seconds: float) -> float:
+        """Move the fake's clock forward (results expire on it); returns ``now()``."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._clock_offset += seconds
+        return self.now()
+
     def configure(self, **settings: Any) -> None:
-        """Change latency, queue_delay, processing_time, concurrency or validate_on_submit."""
+        """Change any of ``_CONFIG_FIELDS`` while running (see ``FakeState.__init__``)."""
         for name, value in settings.items():
             if name not in _CONFIG_FIELDS:
                 raise ValueError(f"unknown setting {name!r}; known: {list(_CONFIG_FIELDS)}")
             if name == "latency":
                 self.faults.latency = float(value)
-            elif name == "validate_on_submit":
-                self.validate_on_submit = bool(value)
-            elif name == "concurrency":
-                self.concurrency = int(value)
+            elif name in ("validate_on_submit", "list_unfinished"):
+                setattr(self, name, bool(value))
+            elif name in ("concurrency", "price_per_megapixel_micros"):
+                setattr(self, name, int(value))
             else:
                 setattr(self, name, float(value))
         if "concurrency" in settings and self._turn is not None:
             self._spawn(self._notify())
 
     def reset(self) -> None:
-        """Forget faults, the request log, finished jobs and stored files."""
+        """Forget faults, the request log, finished jobs, the billing log and stored files."""
         self.faults.clear()
         self.requests.clear()
         self.files.clear()
+        self.billing.clear()
         self.cancels = 0
         for request_id, job in list(self.jobs.items()):
             if job.state == "COMPLETED":
@@ -99,14 +126,23 @@ class Control(FakeState):
             self.configure(**settings)
         except (ValueError, TypeError) as exc:
             return self._json(400, {"detail": str(exc)})
+        shown = {name: getattr(self, name) for name in _CONFIG_FIELDS if name != "latency"}
+        return self._json(200, {"latency": self.faults.latency, **shown})
+
+    async def _control_clock(self, request: web.Request) -> web.StreamResponse:
+        try:
+            spec = await request.json()
+            now = self.advance(float(spec.get("advance", 0)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return self._json(400, {"detail": str(exc)})
+        return self._json(200, {"now": now})
+
+    async def _control_billing(self, request: web.Request) -> web.StreamResponse:
         return self._json(
             200,
             {
-                "latency": self.faults.latency,
-                "queue_delay": self.queue_delay,
-                "processing_time": self.processing_time,
-                "concurrency": self.concurrency,
-                "validate_on_submit": self.validate_on_submit,
+                "total_micros": self.billed_micros,
+                "entries": [entry.to_dict() for entry in self.billing],
             },
         )
 

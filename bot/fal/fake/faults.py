@@ -14,11 +14,26 @@ from aiohttp import web
 from bot.fal.fake.validate import field_error
 
 ROUTES = frozenset(
-    {"submit", "status", "stream", "result", "cancel", "token", "upload", "files", "*"}
+    {"submit", "status", "stream", "result", "cancel", "token", "upload", "files", "requests", "*"}
 )
 HTTP_FAULTS = frozenset(
-    {"401", "403", "422", "429", "500", "502", "503", "504", "timeout", "redirect", "trickle"}
+    {
+        "401",
+        "403",
+        "422",
+        "429",
+        "500",
+        "502",
+        "503",
+        "504",
+        "timeout",
+        "redirect",
+        "trickle",
+        "drop",
+    }
 )
+#: Faults that, on ``submit`` with ``after=True``, hit once the job exists (and will be billed).
+AFTER_FAULTS = frozenset({"timeout", "drop", "500", "502", "503", "504"})
 JOB_FAULTS = frozenset({"content_policy", "validation", "completed_with_error"})
 _DETAILS = {
     401: "Invalid API key",
@@ -56,6 +71,8 @@ class Faults:
             raise ValueError(f"unknown route {route!r}; known: {sorted(ROUTES)}")
         elif kind == "trickle" and route != "files":
             raise ValueError("the trickle fault only applies to the files route")
+        if options.get("after") and (route != "submit" or kind not in AFTER_FAULTS):
+            raise ValueError(f"after=True only applies to submit faults {sorted(AFTER_FAULTS)}")
         if kind == "redirect" and not isinstance(options.get("location"), str):
             raise ValueError("the redirect fault needs a location")
         if times == 0 or times < -1:
@@ -77,7 +94,16 @@ class Faults:
         self.pending.clear()
 
 
-def fault_response(kind: str, opts: dict[str, Any]) -> web.Response:
+def drop(request: web.Request) -> web.Response:
+    """Close the connection without an answer: the client sees it end mid-request."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=204)  # never sent: the connection is already gone
+
+
+def fault_response(
+    kind: str, opts: dict[str, Any], headers: dict[str, str] | None = None
+) -> web.Response:
     """The answer an HTTP fault gives at once (not ``timeout`` or ``trickle``, which take time)."""
     if kind == "redirect":
         return web.Response(
@@ -100,7 +126,7 @@ def fault_response(kind: str, opts: dict[str, Any]) -> web.Response:
         return web.json_response({"detail": detail}, status=422)
     status = int(kind)
     body: dict[str, Any] = {"detail": opts.get("detail") or _DETAILS[status]}
-    headers: dict[str, str] = {}
+    headers = dict(headers or {})
     if opts.get("error_type"):
         body["error_type"] = opts["error_type"]
         headers["X-Fal-Error-Type"] = str(opts["error_type"])

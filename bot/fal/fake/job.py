@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +37,26 @@ class FakeJob:
     output_urls: list[str] = field(default_factory=list)
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
+    #: The fake's wall clock (settable in tests); the request list and result expiry use it.
+    clock: Callable[[], float] = time.time
+    sent_wall: float = 0.0
+    started_wall: float | None = None
+    ended_wall: float | None = None
+    input_sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sent_wall = self.clock()
+
+    def start(self) -> None:
+        """Leave the queue: ``IN_PROGRESS`` from now."""
+        self.state = "IN_PROGRESS"
+        self.started_at = time.monotonic()
+        self.started_wall = self.clock()
+
+    @property
+    def result_bytes(self) -> int:
+        """Size of the result JSON, which decides how long fal keeps it."""
+        return len(json.dumps(self.result_body).encode())
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -45,6 +67,8 @@ class FakeJob:
             "result_status": self.result_status,
             "cancel_requested": self.cancel_requested,
             "output_urls": self.output_urls,
+            "sent_at": self.sent_wall,
+            "ended_at": self.ended_wall,
         }
 
     def log(self, message: str) -> None:
@@ -75,6 +99,7 @@ class FakeJob:
         self.error_type = error_type
         started = self.started_at or time.monotonic()
         self.metrics = {"inference_time": round(time.monotonic() - started, 4)}
+        self.ended_wall = self.clock()
         self.state = "COMPLETED"
 
     def finish_flat(self, error_type: str, detail: str, status: int) -> None:

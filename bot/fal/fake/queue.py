@@ -10,7 +10,6 @@ import hashlib
 import io
 import logging
 import random
-import time
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -26,13 +25,15 @@ log = logging.getLogger(__name__)
 BLOCKED_WORD = "FAKE_NSFW"
 
 
-def _is_image(data: bytes) -> bool:
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """The image's pixel size, or None when it is no image."""
     try:
         with Image.open(io.BytesIO(data)) as probe:
+            size = probe.size
             probe.verify()
     except (UnidentifiedImageError, OSError, ValueError):
-        return False
-    return True
+        return None
+    return size
 
 
 class JobQueue(FakeState):
@@ -85,8 +86,7 @@ class JobQueue(FakeState):
                 return False
             self._waiting.popleft()
             self._running += 1
-            job.state = "IN_PROGRESS"
-            job.started_at = time.monotonic()
+            job.start()
             return True
 
     async def _release(self) -> None:
@@ -135,10 +135,11 @@ class JobQueue(FakeState):
             data = self._fetch_input(url)
             if data is None:
                 problem = (f"Failed to download the file from {url[:100]}", "file_download_error")
-            elif not _is_image(data):
+            elif (size := _image_size(data)) is None:
                 problem = ("Failed to load the image", "image_load_error")
             else:
                 inputs.append(data)
+                job.input_sizes.append(size)
                 continue
             entry = field_error(["image_urls", index], *problem, url[:100])
             job.finish(422, {"detail": [entry]})
@@ -222,3 +223,4 @@ class JobQueue(FakeState):
             "height": height,
         }
         job.finish(200, {"images": [image], "seed": seed})
+        self._bill(job, (width, height))

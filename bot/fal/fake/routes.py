@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from bot.fal.fake.faults import Fault
+from bot.fal.fake.faults import Fault, drop, fault_response
 from bot.fal.fake.job import FakeJob, iso
 from bot.fal.fake.queue import JobQueue
 from bot.fal.fake.validate import field_error, validate_arguments
@@ -28,7 +28,7 @@ class FalRoutes(JobQueue):
     # -- storage and files ----------------------------------------------------------------------
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("token")) is not None:
+        if (answer := await self._fault("token", request)) is not None:
             return answer
         if (denied := self._check_key(request)) is not None:
             return denied
@@ -46,7 +46,7 @@ class FalRoutes(JobQueue):
         )
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("upload")) is not None:
+        if (answer := await self._fault("upload", request)) is not None:
             return answer
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or self._tokens.get(token, 0.0) < time.monotonic():
@@ -58,7 +58,7 @@ class FalRoutes(JobQueue):
         return self._json(200, {"access_url": f"{self.url}/files/{name}"})
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        answer = await self._apply_fault("files")
+        answer = await self._apply_fault("files", request)
         if isinstance(answer, Fault):
             return await self._trickle(request, answer)
         if answer is not None:
@@ -86,7 +86,7 @@ class FalRoutes(JobQueue):
     # -- queue ----------------------------------------------------------------------------------
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        answer = await self._apply_fault("submit")
+        answer = await self._apply_fault("submit", request)
         if isinstance(answer, web.Response):
             return answer
         if (denied := self._check_key(request)) is not None:
@@ -100,13 +100,13 @@ class FalRoutes(JobQueue):
         if self.validate_on_submit and (errors := validate_arguments(arguments)):
             return self._json(422, {"detail": errors})
         request_id = str(uuid.uuid4())
-        job = FakeJob(request_id, arguments if isinstance(arguments, dict) else {})
+        job = FakeJob(request_id, arguments if isinstance(arguments, dict) else {}, clock=self.now)
         job.fault = self.faults.take("job")
         self._enqueue(job)
         log.debug("fake fal accepted request_id=%s", request_id)
-        # A "timeout" with after=True: the job exists, the reply is lost.
         if isinstance(answer, Fault):
-            await self._hang(float(answer.options.get("seconds", 3600)))
+            # A fault with after=True: the job exists (and will be billed), the answer is lost.
+            return await self._after_accept(answer, request, request_id)
         return self._json(
             200,
             {
@@ -118,9 +118,21 @@ class FalRoutes(JobQueue):
             },
         )
 
+    async def _after_accept(
+        self, fault: Fault, request: web.Request, request_id: str
+    ) -> web.StreamResponse:
+        """The lost answer of an accepted submit: hang, drop the connection, or a 5xx that
+        names the request (``x-fal-request-id``, as fal's own server sends it)."""
+        if fault.kind == "timeout":
+            await self._hang(float(fault.options.get("seconds", 3600)))
+            return self._json(504, {"detail": "hung up"}, {"x-fal-request-id": request_id})
+        if fault.kind == "drop":
+            return drop(request)
+        return fault_response(fault.kind, fault.options, {"x-fal-request-id": request_id})
+
     async def _known_job(self, route: str, request: web.Request) -> FakeJob | web.Response:
         """The request's job, or the answer to give instead: a fault, 401 or 404."""
-        if (answer := await self._fault(route)) is not None:
+        if (answer := await self._fault(route, request)) is not None:
             return answer
         if (denied := self._check_key(request)) is not None:
             return denied
@@ -138,6 +150,15 @@ class FalRoutes(JobQueue):
         )
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        fault = self.faults.take("stream")
+        # "drop" with "events": send that many events, then end the stream before COMPLETED.
+        cut_after: int | None = None
+        if fault is not None and fault.kind == "drop" and "events" in fault.options:
+            cut_after = int(fault.options["events"])
+        elif fault is not None:
+            answer = await self._answer_fault(fault, request)
+            if isinstance(answer, web.StreamResponse):
+                return answer
         job = await self._known_job("stream", request)
         if not isinstance(job, FakeJob):
             return job
@@ -146,12 +167,21 @@ class FalRoutes(JobQueue):
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         last: str | None = None
+        sent = 0
+        quiet_since = time.monotonic()
         while not self._closing.is_set():
+            done = job.state == "COMPLETED"  # read first: the body below then shows it
             body = json.dumps(self._status_body(job, logs=logs))
+            if cut_after is not None and sent >= cut_after:
+                break
             if body != last:
                 await response.write(f"data: {body}\n\n".encode())
-                last = body
-            if job.state == "COMPLETED":
+                last, sent, quiet_since = body, sent + 1, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.stream_keepalive:
+                # fal's keep-alive: an SSE comment, which clients skip.
+                await response.write(b": keep-alive\n\n")
+                quiet_since = time.monotonic()
+            if done:
                 break
             await asyncio.sleep(0.02)
         await response.write_eof()
@@ -163,11 +193,14 @@ class FalRoutes(JobQueue):
             return job
         if job.state != "COMPLETED":
             return self._json(400, {"detail": "Request is still in progress"})
+        if self._expired(job):
+            # What fal answers for an expired result is undocumented; 404 is our guess.
+            return self._json(404, {"detail": "Request not found"})
         headers = {"x-fal-request-id": job.request_id, **job.result_headers}
         return self._json(job.result_status, job.result_body, headers)
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
-        if (answer := await self._fault("cancel")) is not None:
+        if (answer := await self._fault("cancel", request)) is not None:
             return answer
         if (denied := self._check_key(request)) is not None:
             return denied

@@ -13,13 +13,14 @@ from typing import Any, Self
 from aiohttp import web
 
 from bot.fal.fake.control import Control
+from bot.fal.fake.platform import LIST_PATH, PlatformRoutes
 from bot.fal.fake.routes import FalRoutes
 from bot.fal.fake.state import RecordedRequest
 
 log = logging.getLogger(__name__)
 
 
-class FakeFal(FalRoutes, Control):
+class FakeFal(FalRoutes, PlatformRoutes, Control):
     """The fake fal server; use as ``async with FakeFal() as fake:`` and read ``fake.url``."""
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -38,11 +39,14 @@ class FakeFal(FalRoutes, Control):
         app.router.add_get(f"/{base}/requests/{{id}}/status/stream", self._stream)
         app.router.add_get(f"/{base}/requests/{{id}}", self._result)
         app.router.add_put(f"/{base}/requests/{{id}}/cancel", self._cancel)
+        app.router.add_get(LIST_PATH, self._list_requests)
         app.router.add_route("*", "/_fake/faults", self._control_faults)
         app.router.add_route("*", "/_fake/requests", self._control_requests)
         app.router.add_get("/_fake/jobs", self._control_jobs)
         app.router.add_post("/_fake/config", self._control_config)
         app.router.add_post("/_fake/reset", self._control_reset)
+        app.router.add_post("/_fake/clock", self._control_clock)
+        app.router.add_get("/_fake/billing", self._control_billing)
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
@@ -114,7 +118,8 @@ class FakeFal(FalRoutes, Control):
         except web.HTTPException as exc:
             record.status = exc.status
             raise
-        record.status = response.status
+        dropped = request.transport is None or request.transport.is_closing()
+        record.status = None if dropped else response.status  # None: no answer was sent
         return response
 
     def _route_name(self, request: web.Request) -> str:
@@ -129,6 +134,7 @@ class FakeFal(FalRoutes, Control):
             self._stream: "stream",
             self._result: "result",
             self._cancel: "cancel",
+            self._list_requests: "requests",
         }
         for method, name in names.items():
             if handler == method:

@@ -21,11 +21,19 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.fal.fake.faults import Fault, Faults, fault_response
+from bot.fal.fake.billing import PRICE_PER_MEGAPIXEL_MICROS, BillingEntry, bill
+from bot.fal.fake.faults import Fault, Faults, drop, fault_response
 from bot.fal.fake.images import EXTENSIONS
 from bot.fal.fake.job import FakeJob
 
 APP_ID = "fal-ai/flux-2-flex/edit"
+#: fal keeps a result 1 hour, or 6 minutes when it is "10 KB or larger" (fal.ai/docs queue
+#: result); whether fal's KB is 1000 or 1024 bytes is not said, 10 240 is our pick.
+RESULT_TTL_SMALL = 3600.0
+RESULT_TTL_LARGE = 360.0
+RESULT_LARGE_BYTES = 10 * 1024
+#: fal's status stream sends a keep-alive comment every 15 s (fal.ai/docs status-stream).
+STREAM_KEEPALIVE = 15.0
 
 
 @dataclass
@@ -65,11 +73,21 @@ class FakeState:
         accept_data_uris: bool = True,
         token_ttl: float = 3600.0,
         app_id: str = APP_ID,
+        result_ttl_small: float = RESULT_TTL_SMALL,
+        result_ttl_large: float = RESULT_TTL_LARGE,
+        stream_keepalive: float = STREAM_KEEPALIVE,
+        list_unfinished: bool = True,
+        price_per_megapixel_micros: int = PRICE_PER_MEGAPIXEL_MICROS,
     ) -> None:
         """``latency``: added to every answer; ``queue_delay``: least time a request stays
         ``IN_QUEUE``; ``processing_time``: seconds ``IN_PROGRESS`` (log lines spread over it);
         ``concurrency``: requests in progress at once, the rest queue; ``key``: the only key
-        accepted (None: any ``Key ...``)."""
+        accepted (None: any ``Key ...``). ``result_ttl_small``/``result_ttl_large``: seconds a
+        result under/at or over ``RESULT_LARGE_BYTES`` stays fetchable after it completed, on the
+        fake's clock (``now``, moved by ``advance``); ``stream_keepalive``: seconds between the
+        status stream's keep-alive comments; ``list_unfinished``: whether the request list shows
+        requests not finished yet (fal's docs do not say); ``price_per_megapixel_micros``: the
+        billing log's price."""
         self.host = host
         self.port = port
         self.faults = Faults(latency=latency)
@@ -80,6 +98,13 @@ class FakeState:
         self.validate_on_submit = validate_on_submit
         self.accept_data_uris = accept_data_uris
         self.token_ttl = token_ttl
+        self.result_ttl_small = result_ttl_small
+        self.result_ttl_large = result_ttl_large
+        self.stream_keepalive = stream_keepalive
+        self.list_unfinished = list_unfinished
+        self.price_per_megapixel_micros = price_per_megapixel_micros
+        self.billing: list[BillingEntry] = []
+        self._clock_offset = 0.0
         parts = app_id.strip("/").split("/")
         self.app_base = "/".join(parts[:2])
         self.app_id = app_id.strip("/")
@@ -95,6 +120,30 @@ class FakeState:
         self._closing: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
+
+    def now(self) -> float:
+        """The fake's wall clock (Unix seconds): real time plus whatever ``advance`` added."""
+        return time.time() + self._clock_offset
+
+    def _bill(self, job: FakeJob, output_size: tuple[int, int]) -> None:
+        self.billing.append(
+            bill(
+                job.request_id,
+                job.input_sizes,
+                output_size,
+                price_per_megapixel_micros=self.price_per_megapixel_micros,
+                at=self.now(),
+            )
+        )
+
+    def _expired(self, job: FakeJob) -> bool:
+        """Whether fal would have dropped this job's result by now (fal keeps a result 1 hour,
+        6 minutes when it is 10 KB or more: fal.ai/docs queue result)."""
+        if job.ended_wall is None:
+            return False
+        large = job.result_bytes >= RESULT_LARGE_BYTES
+        ttl = self.result_ttl_large if large else self.result_ttl_small
+        return self.now() >= job.ended_wall + ttl
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -113,24 +162,28 @@ class FakeState:
     def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
         return web.json_response(body, status=status, headers=headers)
 
-    async def _apply_fault(self, route: str) -> web.Response | Fault | None:
-        """An HTTP fault's response; a ``trickle`` fault, or a ``timeout`` on ``submit`` with
-        ``after``, is returned for the caller to apply."""
+    async def _apply_fault(self, route: str, request: web.Request) -> web.Response | Fault | None:
+        """The answer of the next fault for ``route``, if any (see ``_answer_fault``)."""
         fault = self.faults.take(route)
         if fault is None:
             return None
+        return await self._answer_fault(fault, request)
+
+    async def _answer_fault(self, fault: Fault, request: web.Request) -> web.Response | Fault:
+        """An HTTP fault's response; a ``trickle`` fault, or a submit fault with ``after`` (the
+        job is created first), is returned for the caller to apply."""
         kind, opts = fault.kind, fault.options
-        if kind == "trickle":
+        if kind == "trickle" or opts.get("after"):
             return fault
+        if kind == "drop":
+            return drop(request)
         if kind == "timeout":
-            if route == "submit" and opts.get("after"):
-                return fault
             await self._hang(float(opts.get("seconds", 3600)))
             return self._json(504, {"detail": "hung up"})
         return fault_response(kind, opts)
 
-    async def _fault(self, route: str) -> web.Response | None:
-        answer = await self._apply_fault(route)
+    async def _fault(self, route: str, request: web.Request) -> web.Response | None:
+        answer = await self._apply_fault(route, request)
         return answer if isinstance(answer, web.Response) else None
 
     async def _hang(self, seconds: float) -> None:
