@@ -244,9 +244,10 @@ class Settings:
         admin_visible=True,
     )
     user_max_running: int = _opt(
-        1,
+        64,
         "Jobs one member may have running; a ceiling: a server's /flexadmin can lower it, "
-        "not raise it.",
+        "not raise it. The queue is fair without it, so 64 (the most fal_concurrency allows) "
+        "lets a lone member use every free slot.",
         lo=1,
         hi=64,
         section="queue",

@@ -218,7 +218,9 @@ async def test_server_admin_cannot_raise_the_server_cap_over_the_owners_ceiling(
 async def test_role_and_member_limits_over_the_ceiling_are_refused(
     tmp_path: Path, fake_fal: FakeFal
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False, user_cooldown_seconds=30.0) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, start=False, user_cooldown_seconds=30.0, user_max_running=1
+    ) as kit:
         admin = Admin(kit.db, kit.settings)
         over = [
             ("user_daily_cap", 1_000_001, {"role_id": 77}, "$1.00"),

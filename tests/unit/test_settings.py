@@ -17,7 +17,7 @@ def test_defaults_then_file_then_environment(tmp_path: Path) -> None:
     s = load_settings(cfg, environ={"FLEXBOT_USER_MAX_QUEUED": "9"})
     assert s.fal_concurrency == 3
     assert s.user_max_queued == 9
-    assert s.user_max_running == 1
+    assert s.user_max_running == 64
     assert s.sources["fal_concurrency"] == str(cfg)
     assert s.sources["user_max_queued"] == "FLEXBOT_USER_MAX_QUEUED"
     assert s.sources["user_max_running"] == "default"
