@@ -31,11 +31,12 @@ async def fake_fal() -> AsyncIterator[FakeFal]:
 
 @pytest.fixture
 async def fal_client(fake_fal: FakeFal, instant_retries: None) -> AsyncIterator[FalClient]:
-    """A ``FalClient`` pointed at ``fake_fal`` for both the queue and storage, 3 attempts."""
+    """A ``FalClient`` pointed at ``fake_fal`` for the queue, storage and request list."""
     async with FalClient(
         Secret(FAKE_FAL_KEY),
         queue_url=fake_fal.url,
         rest_url=fake_fal.url,
+        api_url=fake_fal.url,
         timeout=5.0,
         max_attempts=3,
         insecure_local_origin=fake_fal.url,

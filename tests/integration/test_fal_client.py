@@ -7,6 +7,8 @@ import io
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +23,10 @@ from bot.fal.errors import (
     FalDownloadRefusedError,
     FalDownloadTimeoutError,
     FalError,
+    FalRequestListForbidden,
+    FalResultGoneError,
+    FalStreamError,
+    FalSubmitAmbiguous,
     FalTimeoutError,
     FalUnavailableError,
     FalValidationError,
@@ -40,6 +46,12 @@ def png(width: int = 32, height: int = 24, colour: tuple[int, int, int] = (200, 
     return out.getvalue()
 
 
+async def drain(stream: AsyncIterator[QueueStatus], seen: list[str]) -> None:
+    """Read a status stream to its end, noting each state (kept when it raises)."""
+    async for state in stream:
+        seen.append(state.status)
+
+
 async def upload_input(client: FalClient) -> str:
     return await client.upload(png(), "image/png", "input.png")
 
@@ -53,6 +65,7 @@ def make_client(fake: FakeFal, **kwargs: Any) -> FalClient:
     options: dict[str, Any] = {
         "queue_url": fake.url,
         "rest_url": fake.url,
+        "api_url": fake.url,
         "timeout": 5.0,
         "max_attempts": 3,
         "insecure_local_origin": fake.url,
@@ -149,6 +162,62 @@ async def test_stream_status_ends_with_completed(fal_client: FalClient) -> None:
     assert states[-1] == "COMPLETED"
 
 
+async def test_stream_asks_for_events_and_outlives_its_idle_timeout_on_keepalives(
+    fake_fal: FakeFal,
+) -> None:
+    # 1.5 s of work with no new event for much longer than the 0.3 s idle timeout; only
+    # the keep-alive comments (every 0.05 s) keep the stream open.
+    fake_fal.configure(stream_keepalive=0.05, processing_time=1.5)
+    async with make_client(fake_fal, stream_idle_timeout=0.3) as client:
+        url = await upload_input(client)
+        request_id = await client.submit(small_edit(url, num_inference_steps=2))
+        states = [s.status async for s in client.stream_status(request_id, logs=False)]
+
+    assert states[-1] == "COMPLETED"
+    [call] = fake_fal.calls("stream")
+    assert call.headers["Accept"] == "text/event-stream"
+
+
+async def test_silent_stream_is_a_stream_error_after_its_idle_timeout(fake_fal: FakeFal) -> None:
+    fake_fal.configure(stream_keepalive=60, processing_time=3.0)
+    async with make_client(fake_fal, stream_idle_timeout=0.3) as client:
+        url = await upload_input(client)
+        request_id = await client.submit(small_edit(url, num_inference_steps=2))
+        seen: list[str] = []
+        with pytest.raises(FalStreamError) as caught:
+            await drain(client.stream_status(request_id, logs=False), seen)
+
+    assert seen
+    assert "COMPLETED" not in seen
+    assert caught.value.request_id == request_id
+
+
+async def test_stream_ending_before_completed_is_a_stream_error(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    fake_fal.configure(processing_time=1.0)
+    url = await upload_input(fal_client)
+    request_id = await fal_client.submit(small_edit(url, num_inference_steps=2))
+    fake_fal.inject("stream", "drop", events=1)
+
+    seen: list[str] = []
+    with pytest.raises(FalStreamError, match="ended before COMPLETED"):
+        await drain(fal_client.stream_status(request_id), seen)
+
+    assert len(seen) == 1
+    assert seen[0] != "COMPLETED"
+    # Polling, the fallback, still sees the request through.
+    assert (await fal_client.wait(request_id, poll_interval=0.01)).request_id == request_id
+
+
+async def test_stream_dropped_without_an_answer_is_a_stream_error(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    fake_fal.inject("stream", "drop")
+    with pytest.raises(FalStreamError, match="broke"):
+        await drain(fal_client.stream_status("some-request"), [])
+
+
 async def test_submit_retries_429_then_succeeds_with_one_job(
     fake_fal: FakeFal, fal_client: FalClient
 ) -> None:
@@ -188,26 +257,77 @@ async def test_5xx_until_attempts_run_out_is_unavailable(
     assert "busy or unreachable" in caught.value.user_message
 
 
-async def test_submit_is_not_retried_on_500_that_may_have_created_a_job(
-    fake_fal: FakeFal, fal_client: FalClient
+@pytest.mark.parametrize("code", ["500", "502", "504"])
+async def test_submit_5xx_without_request_id_is_ambiguous_and_not_retried(
+    fake_fal: FakeFal, fal_client: FalClient, code: str
 ) -> None:
-    fake_fal.inject("submit", "500", times=-1)
+    fake_fal.inject("submit", code, times=-1)
 
-    with pytest.raises(FalUnavailableError):
+    with pytest.raises(FalSubmitAmbiguous) as caught:
         await fal_client.submit({"prompt": "x", "image_urls": ["u"]})
 
     assert len(fake_fal.calls("submit")) == 1
+    assert (caught.value.cause, caught.value.status) == ("http_5xx", int(code))
+    assert caught.value.request_id is None
+    assert "checking" in caught.value.user_message
 
 
-async def test_submit_timeout_after_sending_is_not_retried(fake_fal: FakeFal) -> None:
+async def test_submit_5xx_naming_a_request_is_never_retried(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    url = await upload_input(fal_client)
+    fake_fal.inject("submit", "503", after=True)
+
+    with pytest.raises(FalSubmitAmbiguous) as caught:
+        await fal_client.submit(small_edit(url))
+
+    [job_id] = fake_fal.jobs
+    assert caught.value.request_id == job_id
+    assert len(fake_fal.calls("submit")) == 1
+    assert fake_fal.submits == 1  # no second job, no second bill
+
+
+async def test_gateway_503_without_request_id_is_retried_into_one_job(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    url = await upload_input(fal_client)
+    fake_fal.inject("submit", "503", times=2)
+
+    request_id = await fal_client.submit(small_edit(url))
+
+    assert [r.status for r in fake_fal.calls("submit")] == [503, 503, 200]
+    assert list(fake_fal.jobs) == [request_id]
+
+
+async def test_submit_read_timeout_after_sending_is_ambiguous_and_not_retried(
+    fake_fal: FakeFal,
+) -> None:
     fake_fal.inject("submit", "timeout", seconds=5, after=True)
     async with make_client(fake_fal, timeout=0.3) as client:
-        with pytest.raises(FalTimeoutError) as caught:
+        with pytest.raises(FalSubmitAmbiguous) as caught:
             await client.submit({"prompt": "x", "image_urls": ["u"]})
 
     assert len(fake_fal.calls("submit")) == 1
     assert fake_fal.submits == 1  # the job exists although the client never heard of it
-    assert "too long" in caught.value.user_message
+    assert caught.value.cause == "read_timeout"
+
+
+async def test_submit_dropped_after_accept_is_ambiguous_and_the_list_shows_the_job(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    url = await upload_input(fal_client)
+    fake_fal.inject("submit", "drop", after=True)
+    before = datetime.now(UTC)
+
+    with pytest.raises(FalSubmitAmbiguous) as caught:
+        await fal_client.submit(small_edit(url, prompt="lost answer"))
+
+    assert caught.value.cause == "connection_lost"
+    assert caught.value.request_id is None
+    assert [r.status for r in fake_fal.calls("submit")] == [None]  # no answer was sent
+    [found] = await fal_client.list_requests(start=before, payloads=True)
+    assert found.request_id in fake_fal.jobs
+    assert (found.json_input or {}).get("prompt") == "lost answer"
 
 
 async def test_status_timeouts_are_retried_then_raise_timeout(fake_fal: FakeFal) -> None:
@@ -530,3 +650,103 @@ async def test_shipped_settings_download_only_from_fal_and_a_fake_only_when_wire
     ) as dry_run:
         url = await stored_file(dry_run)
         assert await dry_run.download(url, max_bytes=1_000_000) == png()
+
+
+# -- the Platform API's request list ------------------------------------------------------------
+
+
+async def finished_edits(client: FalClient, prompts: list[str]) -> list[str]:
+    url = await upload_input(client)
+    ids = [await client.submit(small_edit(url, prompt=p)) for p in prompts]
+    for request_id in ids:
+        await wait_for_status(client, request_id)
+    return ids
+
+
+async def test_list_requests_follows_every_page_into_typed_records(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    ids = await finished_edits(fal_client, ["one", "two", "three"])
+
+    records = await fal_client.list_requests(
+        start=before, end=datetime.now(UTC), payloads=True, page_size=2
+    )
+
+    assert sorted(r.request_id for r in records) == sorted(ids)
+    by_id = {r.request_id: r for r in records}
+    prompts = [(by_id[i].json_input or {}).get("prompt") for i in ids]
+    assert prompts == ["one", "two", "three"]
+    for record in records:
+        assert (record.status_code, record.outcome) == (200, "success")
+        assert record.endpoint_id == "fal-ai/flux-2-flex/edit"
+        assert record.sent_at is not None
+        assert record.ended_at is not None
+        assert before <= record.sent_at <= record.ended_at
+    calls = fake_fal.calls("requests")
+    assert [c.query.get("cursor") for c in calls] == [None, "Mg=="]
+    assert all(c.path == "/v1/models/requests/by-endpoint" for c in calls)
+    assert all(c.auth_key == FAKE_FAL_KEY for c in calls)
+    first = calls[0].query
+    assert (first["endpoint_id"], first["limit"], first["expand"]) == (
+        "fal-ai/flux-2-flex/edit",
+        "2",
+        "payloads",
+    )
+    assert first["start"] == before.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_list_requests_filters_by_request_id_and_outcome(
+    fake_fal: FakeFal, fal_client: FalClient
+) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    [good] = await finished_edits(fal_client, ["fine"])
+    fake_fal.inject("submit", "validation")
+    [refused] = await finished_edits(fal_client, ["refused"])
+
+    [only] = await fal_client.list_requests(start=before, request_id=good)
+    failed = await fal_client.list_requests(start=before, status="user_error")
+
+    assert only.request_id == good
+    assert only.json_input is None  # no payloads unless asked
+    assert [(r.request_id, r.status_code, r.outcome) for r in failed] == [
+        (refused, 422, "user_error")
+    ]
+
+
+@pytest.mark.parametrize("code", ["401", "403"])
+async def test_a_key_refused_the_request_list_is_its_own_error(
+    fake_fal: FakeFal, fal_client: FalClient, code: str
+) -> None:
+    fake_fal.inject("requests", code)
+
+    with pytest.raises(FalRequestListForbidden) as caught:
+        await fal_client.list_requests()
+
+    assert caught.value.status == int(code)
+    assert isinstance(caught.value, FalAuthError)
+    assert "request list" in caught.value.user_message
+    assert len(fake_fal.calls("requests")) == 1  # not retried
+
+
+async def test_from_settings_points_the_request_list_at_the_fake_or_at_fal(
+    fake_fal: FakeFal,
+) -> None:
+    settings = load_settings(config_path=None, environ={})
+    assert settings.fal_api_url == "https://api.fal.ai"
+    async with FalClient.from_settings(
+        settings, Secret(FAKE_FAL_KEY), fake_url=fake_fal.url
+    ) as dry_run:
+        assert await dry_run.list_requests() == []
+    assert len(fake_fal.calls("requests")) == 1
+
+
+async def test_an_expired_result_is_gone(fake_fal: FakeFal, fal_client: FalClient) -> None:
+    [request_id] = await finished_edits(fal_client, ["kept an hour"])
+    fake_fal.advance(3601)
+
+    with pytest.raises(FalResultGoneError) as caught:
+        await fal_client.result(request_id)
+
+    assert (caught.value.status, caught.value.request_id) == (404, request_id)
+    assert len(fake_fal.calls("result")) == 1
