@@ -15,6 +15,7 @@ from PIL import Image
 
 from bot.fal.client import FalClient
 from bot.fal.fake import MAX_SIDE, FakeFal
+from bot.pricing import quote
 from tests.integration.conftest import FAKE_FAL_KEY, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
@@ -368,3 +369,185 @@ async def test_files_can_redirect_or_trickle(fake_fal: FakeFal, http: httpx.Asyn
     assert (
         await http.post("/_fake/faults", json={"route": "files", "fault": "redirect"})
     ).status_code == 400
+
+
+# -- fal's request list, retention, keep-alives, lost answers and billing ------------------------
+
+LIST = "/v1/models/requests/by-endpoint"
+
+
+async def finished(client: FalClient, arguments: dict[str, Any]) -> str:
+    request_id = await client.submit(arguments)
+    await wait_for_status(client, request_id)
+    return request_id
+
+
+async def test_request_list_has_fal_shape_filters_and_pages(
+    fake_fal: FakeFal, fal_client: FalClient, input_url: str, http: httpx.AsyncClient
+) -> None:
+    ids = [await finished(fal_client, edit(input_url, prompt=f"fox {n}")) for n in range(3)]
+    query = {"endpoint_id": "fal-ai/flux-2-flex/edit", "limit": "2", "expand": "payloads"}
+
+    first = (await http.get(LIST, params=query, headers=AUTH)).json()
+    second = (await http.get(LIST, params=query | {"cursor": "Mg=="}, headers=AUTH)).json()
+
+    assert (first["has_more"], first["next_cursor"]) == (True, "Mg==")
+    assert (second["has_more"], second["next_cursor"]) == (False, None)
+    items = first["items"] + second["items"]
+    assert sorted(i["request_id"] for i in items) == sorted(ids)
+    assert set(items[0]) == {
+        "request_id",
+        "endpoint_id",
+        "sent_at",
+        "started_at",
+        "ended_at",
+        "status_code",
+        "duration",
+        "json_input",
+        "json_output",
+    }
+    assert {i["json_input"]["prompt"] for i in items} == {"fox 0", "fox 1", "fox 2"}
+    assert all(i["status_code"] == 200 and i["ended_at"].endswith("Z") for i in items)
+    plain = await http.get(LIST, params={"endpoint_id": "fal-ai/flux-2-flex/edit"}, headers=AUTH)
+    assert "json_input" not in plain.json()["items"][0]
+    one = await http.get(
+        LIST, params={"endpoint_id": "fal-ai/flux-2-flex/edit", "request_id": ids[1]}, headers=AUTH
+    )
+    assert [i["request_id"] for i in one.json()["items"]] == [ids[1]]
+    later = await http.get(
+        LIST,
+        params={"endpoint_id": "fal-ai/flux-2-flex/edit", "start": "2999-01-01"},
+        headers=AUTH,
+    )
+    assert later.json()["items"] == []
+    other_app = await http.get(LIST, params={"endpoint_id": "fal-ai/flux/dev"}, headers=AUTH)
+    assert other_app.json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"limit": "101"}, {"status": "failed"}, {"cursor": "not a cursor"}, {"start": "soon"}],
+)
+async def test_request_list_refuses_bad_parameters(
+    http: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    query = ({"endpoint_id": "fal-ai/flux-2-flex/edit"} if params else {}) | params
+    response = await http.get(LIST, params=query, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "validation_error"
+
+
+async def test_request_list_needs_a_key_and_answers_in_the_platform_shape(
+    fake_fal: FakeFal, http: httpx.AsyncClient
+) -> None:
+    query = {"endpoint_id": "fal-ai/flux-2-flex/edit"}
+    anonymous = await http.get(LIST, params=query)
+    fake_fal.inject("requests", "403")
+    forbidden = await http.get(LIST, params=query, headers=AUTH)
+
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["type"] == "authorization_error"
+    assert forbidden.status_code == 403
+    assert "message" in forbidden.json()["error"]
+
+
+async def test_submit_accepted_then_dropped_or_503_still_runs_is_listed_and_billed(
+    fake_fal: FakeFal, input_url: str, http: httpx.AsyncClient, fal_client: FalClient
+) -> None:
+    fake_fal.inject("submit", "drop", after=True)
+    fake_fal.inject("submit", "503", after=True)
+    submit = "/fal-ai/flux-2-flex/edit"
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.post(submit, json=edit(input_url, prompt="dropped"), headers=AUTH)
+    refused = await http.post(submit, json=edit(input_url, prompt="503"), headers=AUTH)
+
+    assert refused.status_code == 503
+    dropped_id, refused_id = fake_fal.jobs
+    assert refused.headers["x-fal-request-id"] == refused_id
+    for request_id in (dropped_id, refused_id):
+        await wait_for_status(fal_client, request_id)
+    listed = await http.get(
+        LIST, params={"endpoint_id": "fal-ai/flux-2-flex/edit", "expand": "payloads"}, headers=AUTH
+    )
+    prompts = {i["request_id"]: i["json_input"]["prompt"] for i in listed.json()["items"]}
+    assert prompts == {dropped_id: "dropped", refused_id: "503"}
+    assert {entry.request_id for entry in fake_fal.billing} == {dropped_id, refused_id}
+
+
+async def test_after_only_applies_to_submit_faults(fake_fal: FakeFal) -> None:
+    with pytest.raises(ValueError, match="after=True"):
+        fake_fal.inject("status", "503", after=True)
+    with pytest.raises(ValueError, match="after=True"):
+        fake_fal.inject("submit", "429", after=True)
+
+
+async def test_results_expire_by_size_on_the_fake_clock(
+    fake_fal: FakeFal, fal_client: FalClient, input_url: str, http: httpx.AsyncClient
+) -> None:
+    small = await finished(fal_client, edit(input_url))
+    # An inline image makes the result JSON far over 10 KB: fal keeps those 6 minutes.
+    large = await finished(fal_client, edit(input_url, sync_mode=True, image_size="square_hd"))
+    assert fake_fal.jobs[large].result_bytes >= 10 * 1024 > fake_fal.jobs[small].result_bytes
+
+    fake_fal.advance(359)
+    assert (await http.get(f"/fal-ai/flux-2-flex/requests/{large}", headers=AUTH)).is_success
+    fake_fal.advance(2)
+    gone = await http.get(f"/fal-ai/flux-2-flex/requests/{large}", headers=AUTH)
+    kept = await http.get(f"/fal-ai/flux-2-flex/requests/{small}", headers=AUTH)
+    assert (gone.status_code, kept.status_code) == (404, 200)
+    await http.post("/_fake/clock", json={"advance": 3600 - 361})
+    gone_too = await http.get(f"/fal-ai/flux-2-flex/requests/{small}", headers=AUTH)
+    assert gone_too.status_code == 404
+
+
+async def test_result_lifetimes_are_set_over_the_control_api(
+    fal_client: FalClient, input_url: str, http: httpx.AsyncClient
+) -> None:
+    config = await http.post("/_fake/config", json={"result_ttl_small": 10})
+    assert config.json()["result_ttl_small"] == 10
+    request_id = await finished(fal_client, edit(input_url))
+
+    clock = await http.post("/_fake/clock", json={"advance": 11})
+
+    assert clock.status_code == 200
+    gone = await http.get(f"/fal-ai/flux-2-flex/requests/{request_id}", headers=AUTH)
+    assert gone.status_code == 404
+
+
+async def test_status_stream_sends_keepalive_comments_between_events(
+    fake_fal: FakeFal, fal_client: FalClient, input_url: str, http: httpx.AsyncClient
+) -> None:
+    fake_fal.configure(stream_keepalive=0.05, processing_time=0.5)
+    request_id = await fal_client.submit(edit(input_url, num_inference_steps=2))
+
+    url = f"/fal-ai/flux-2-flex/requests/{request_id}/status/stream"
+    async with http.stream("GET", url, params={"logs": "0"}, headers=AUTH) as response:
+        lines = [line async for line in response.aiter_lines()]
+
+    assert ": keep-alive" in lines
+    events = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+    assert events[-1]["status"] == "COMPLETED"
+
+
+async def test_billing_log_prices_every_input_and_the_output_per_started_megapixel(
+    fake_fal: FakeFal, fal_client: FalClient, http: httpx.AsyncClient
+) -> None:
+    big = await fal_client.upload(image_bytes((1500, 1000)), "image/png", "big.png")  # 1.43 MP
+    small = await fal_client.upload(image_bytes((32, 24)), "image/png", "small.png")
+    output = {"width": 1024, "height": 1025}  # one pixel row over 1 MP
+    billed = await finished(fal_client, edit([big, small], image_size=output))
+    fake_fal.inject("submit", "content_policy")
+    await finished(fal_client, edit(small))  # refused: not billed
+
+    [entry] = fake_fal.billing
+    assert entry.request_id == billed
+    assert (entry.input_megapixels, entry.output_megapixels) == ((2, 1), 2)
+    assert entry.micros == 5 * 50_000
+    expected = quote(
+        [(1500, 1000), (32, 24)], (1024, 1025), price_per_megapixel=50_000, unit=1024 * 1024
+    )
+    assert entry.micros == expected.micros  # bot.pricing agrees with fal's rule
+    log = (await http.get("/_fake/billing")).json()
+    assert log["total_micros"] == fake_fal.billed_micros == 250_000
+    assert [e["request_id"] for e in log["entries"]] == [billed]
