@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiMapping
 
 from bot.fal.fake.job import FakeJob, iso
 from bot.fal.fake.state import FakeState
@@ -51,9 +50,10 @@ def outcome(job: FakeJob) -> str | None:
     return "user_error" if 400 <= code < 500 else "error"
 
 
-def _values(query: MultiMapping[str], name: str) -> list[str]:
-    """A parameter given repeated or comma-separated."""
-    return [v.strip() for raw in query.getall(name, []) for v in raw.split(",") if v.strip()]
+def _values(request: web.Request, name: str) -> list[str]:
+    """A query parameter given repeated or comma-separated."""
+    raw_values = request.query.getall(name, [])
+    return [v.strip() for raw in raw_values for v in raw.split(",") if v.strip()]
 
 
 def _when(value: str, name: str) -> float:
@@ -100,7 +100,7 @@ class PlatformRoutes(FakeState):
         if self._check_key(request) is not None:
             return self._platform_error(401, _PLATFORM_ERRORS[401])
         try:
-            body = self._list_page(request.query)
+            body = self._list_page(request)
         except ValueError as exc:
             return self._platform_error(400, str(exc), "validation_error")
         return self._json(200, body)
@@ -110,8 +110,9 @@ class PlatformRoutes(FakeState):
     ) -> web.Response:
         return self._json(status, {"error": {"type": kind, "message": message}})
 
-    def _list_page(self, query: MultiMapping[str]) -> dict[str, Any]:
-        endpoints = _values(query, "endpoint_id")
+    def _list_page(self, request: web.Request) -> dict[str, Any]:
+        query = request.query
+        endpoints = _values(request, "endpoint_id")
         if not endpoints:
             raise ValueError("endpoint_id is required")
         if len(endpoints) > 50:
@@ -124,7 +125,7 @@ class PlatformRoutes(FakeState):
         status = query.get("status")
         if status is not None and status not in OUTCOMES:
             raise ValueError(f"status must be one of {', '.join(OUTCOMES)}")
-        expand = _values(query, "expand")
+        expand = _values(request, "expand")
         if any(e != "payloads" for e in expand):
             raise ValueError("expand accepts payloads")
         sort_by = query.get("sort_by", "ended_at")
