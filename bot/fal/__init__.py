@@ -9,6 +9,8 @@ from bot.fal.client import (
     OutputImage,
     QueueState,
     QueueStatus,
+    RequestOutcome,
+    RequestRecord,
 )
 from bot.fal.errors import (
     FalAuthError,
@@ -16,6 +18,10 @@ from bot.fal.errors import (
     FalContentPolicyError,
     FalDownloadError,
     FalError,
+    FalRequestListForbidden,
+    FalResultGoneError,
+    FalStreamError,
+    FalSubmitAmbiguous,
     FalTimeoutError,
     FalUnavailableError,
     FalValidationError,
@@ -32,6 +38,10 @@ __all__ = [
     "FalContentPolicyError",
     "FalDownloadError",
     "FalError",
+    "FalRequestListForbidden",
+    "FalResultGoneError",
+    "FalStreamError",
+    "FalSubmitAmbiguous",
     "FalTimeoutError",
     "FalUnavailableError",
     "FalValidationError",
@@ -40,4 +50,6 @@ __all__ = [
     "OutputImage",
     "QueueState",
     "QueueStatus",
+    "RequestOutcome",
+    "RequestRecord",
 ]
