@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.engine.delivery import Delivery, Undeliverable
 from bot.engine.inputs import Inputs
@@ -34,6 +35,8 @@ from bot.store.db import Database, Tx
 log = logging.getLogger(__name__)
 
 DELIVERY_ATTEMPTS = 5
+#: Seeds Flexbot picks when the member gave none: fal's own range for a random seed.
+SEED_RANGE = 2**32
 SUBMIT_STATES = (JobState.QUEUED, JobState.SUBMITTING)
 
 
@@ -114,6 +117,7 @@ class JobRun:
             return None
         if not await self._mark_submitting(job, resubmit):
             return None
+        job = await self.job()  # with the seed it is sent with
         if resubmit:
             log.warning("job=%s resubmitting after a crash inside the submit window", job.id)
         try:
@@ -137,6 +141,11 @@ class JobRun:
         the job starts against.
         """
         ctx = self.ctx
+        params = job.params
+        if params.seed is None:
+            # Flexbot picks the seed, stored before the POST: a rerun is exact, and the request
+            # can be recognised in fal's request list if the submit's answer is lost.
+            params = replace(params, seed=secrets.randbelow(SEED_RANGE))
         async with ctx.db.transaction() as tx:
             over = None if resubmit else await ctx.budget_at_dispatch(job, tx)
             if over is None:
@@ -147,6 +156,8 @@ class JobRun:
                     JobState.SUBMITTING,
                     submit_attempts=job.submit_attempts + 1,
                     started_at=job.started_at or ctx.clock(),
+                    params=params.to_json(),
+                    seed=params.seed,
                 )
         reason = (
             "Your budget ran out while this edit was waiting (earlier edits cost more than "

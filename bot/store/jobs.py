@@ -27,6 +27,7 @@ _COLUMNS = (
 )
 _UPDATABLE = frozenset(
     {
+        "params",  # EditParams.to_json(): the seed Flexbot picked is stored before the POST
         "seed",
         "cost_micros",
         "fal_request_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -137,21 +138,37 @@ class Kit:
 
 @asynccontextmanager
 async def engine_kit(
-    data_dir: Path, fal_url: str, *, start: bool = True, **overrides: Any
+    data_dir: Path,
+    fal_url: str,
+    *,
+    start: bool = True,
+    clock: Callable[[], float] = time.time,
+    delivery: RecordingDelivery | None = None,
+    fal_timeout: float = 5.0,
+    **overrides: Any,
 ) -> AsyncIterator[Kit]:
+    """An engine on ``data_dir`` talking to the fake fal at ``fal_url`` (queue, storage and
+    request list). ``clock``: the engine's clock (``FakeFal.now`` to follow the fake's test
+    clock); ``delivery``: reuse one across restarts."""
     settings = make_settings(data_dir, **overrides)
     db = await Database.open(settings.database_path)
-    delivery = RecordingDelivery()
+    delivery = delivery or RecordingDelivery()
     fal = FalClient(
         Secret("test-key"),
         queue_url=fal_url,
         rest_url=fal_url,
-        timeout=5.0,
+        api_url=fal_url,
+        timeout=fal_timeout,
         max_attempts=3,
         insecure_local_origin=fal_url,
     )
     engine = Engine(
-        db=db, blobs=BlobStore(settings.blob_dir), fal=fal, delivery=delivery, settings=settings
+        db=db,
+        blobs=BlobStore(settings.blob_dir),
+        fal=fal,
+        delivery=delivery,
+        settings=settings,
+        clock=clock,
     )
     try:
         if start:
