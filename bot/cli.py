@@ -1,4 +1,5 @@
-"""``flexbot``: run the bot, run one edit from the terminal, run the fake fal, print settings."""
+"""``flexbot``: run the bot, run one edit from the terminal, reconcile the ledger with fal, run the
+fake fal, print settings."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
 from bot.core import Core, FalBackend, open_core
 from bot.errors import ConfigError, ImageRejected, InvalidParameter, StoreError, UserError
 from bot.fal.client import FalClient
-from bot.fal.errors import FalError
+from bot.fal.errors import FalError, FalRequestListForbidden
 from bot.images import check_size
 from bot.intake import new_input
 from bot.logs import configure_logging
@@ -29,8 +30,10 @@ from bot.terminal import TERMINAL_USER_ID, StatusLine, TerminalDelivery, rerun_c
 
 log = logging.getLogger(__name__)
 
-EXIT_FAILED = 1
+EXIT_FAILED = 1  # for `reconcile`: something differs
 EXIT_USAGE = 2
+EXIT_LIST_FORBIDDEN = 3  # `reconcile`: the fal key cannot read fal's request list
+EXIT_FAL_UNREACHABLE = 4  # `reconcile`: fal's request list could not be read for another reason
 
 
 # -- flexbot edit --------------------------------------------------------------------------------
@@ -87,7 +90,9 @@ async def run_edit(args: argparse.Namespace, settings: Settings) -> int:
             tmp = scratch.enter_context(tempfile.TemporaryDirectory(prefix="flexbot-edit-"))
             settings = dataclasses.replace(settings, data_dir=Path(tmp))
         backend = FalBackend.FAKE if args.fake else FalBackend.REAL
-        async with open_core(settings, fal=backend, fake_processing_time=1.0) as core:
+        async with open_core(
+            settings, fal=backend, fake_processing_time=1.0, reconcile=False
+        ) as core:
             return await _edit_through_engine(core, args, params)
     raise AssertionError("unreachable")  # mypy: the with block always returns
 
@@ -189,6 +194,60 @@ async def run_usage_cli(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def reconcile_period(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """``[since, the end of until's day)``, never past now; default: this UTC month so far."""
+    start = since or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = min(now, until + timedelta(days=1)) if until else now
+    return start, end
+
+
+async def run_reconcile_cli(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.reconcile import KEY_SCOPE_FIX, reconcile
+    from bot.reconcile_text import report_lines
+    from bot.store.db import Database
+
+    if not settings.fal_key:
+        print(
+            "flexbot: error: FAL_KEY is not set; reconcile reads fal's request list with it",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not settings.database_path.exists():
+        print(
+            f"flexbot: error: no database at {settings.database_path} (check data_dir)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    start, end = reconcile_period(args.since, args.until, datetime.now(UTC))
+    if start >= end:
+        print("flexbot: error: --since must be before --until and today", file=sys.stderr)
+        return EXIT_USAGE
+    async with (
+        await Database.open(settings.database_path) as db,
+        FalClient.from_settings(settings, settings.fal_key) as fal,
+    ):
+        try:
+            report = await reconcile(db, fal, settings, start, end)
+        except FalRequestListForbidden as exc:
+            print(
+                f"flexbot: error: fal refused this key its request list (HTTP {exc.status}), so "
+                f"nothing can be reconciled: {KEY_SCOPE_FIX}",
+                file=sys.stderr,
+            )
+            return EXIT_LIST_FORBIDDEN
+        except FalError as exc:
+            print(
+                f"flexbot: error: could not read fal's request list: {exc.user_message} ({exc})",
+                file=sys.stderr,
+            )
+            return EXIT_FAL_UNREACHABLE
+    for line in report_lines(report, settings.fal_app_id):
+        print(line)
+    return 0 if report.ok else EXIT_FAILED
+
+
 async def run_doctor_cli(settings: Settings) -> int:
     from bot.app import check_discord
     from bot.doctor import run_doctor
@@ -245,6 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("--since", type=_utc_date, help="YYYY-MM-DD, UTC (default: this month)")
     use.add_argument("--csv", action="store_true", help="one row per job, as CSV")
 
+    rec = sub.add_parser(
+        "reconcile",
+        help="compare the ledger with fal's request list; exit 1 when anything differs",
+    )
+    rec.add_argument("--since", type=_utc_date, help="YYYY-MM-DD, UTC (default: this month)")
+    rec.add_argument(
+        "--until", type=_utc_date, help="YYYY-MM-DD, UTC, that whole day included (default: now)"
+    )
+
     bak = sub.add_parser("backup", help="copy the live database and images to a directory")
     bak.add_argument("path", type=Path, help="a new, empty directory")
     res = sub.add_parser("restore", help="restore a backup into the data directory (bot stopped)")
@@ -263,6 +331,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_usage_cli(settings, args))
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_reconcile_cli(settings, args))
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -312,6 +384,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "run": _run,
     "usage": _usage,
     "doctor": _doctor,
+    "reconcile": _reconcile,
     "backup": _backup,
     "restore": _restore,
     "fake-fal": _fake_fal,

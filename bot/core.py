@@ -2,9 +2,10 @@
 
 ``open_core(settings)`` builds everything once, inside ``async with`` blocks, and closes it in
 reverse order: the database, the blob store, the fal client (the real fal, or the bundled fake for
-a dry run), the image pool, the engine and the admin policy. Front ends (the Discord bot, the
-``flexbot edit`` terminal) take the :class:`Core` and start the engine with their own
-:class:`~bot.engine.delivery.Delivery`; nothing else builds a core part a second time.
+a dry run), the image pool, the engine, the admin policy and the periodic reconciliation with
+fal's request list (:class:`~bot.reconcile.Reconciler`; off for one-shot commands). Front ends
+(the Discord bot, the ``flexbot edit`` terminal) take the :class:`Core` and start the engine with
+their own :class:`~bot.engine.delivery.Delivery`; nothing else builds a core part a second time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.engine.engine import Engine
 from bot.fal.client import FalClient
 from bot.images import ImageLimits, ImageProcessor
 from bot.params import ParamLimits
+from bot.reconcile import Reconciler
 from bot.secret import Secret
 from bot.settings import Settings
 from bot.store.blobs import BlobStore
@@ -53,6 +55,7 @@ class Core:
     admin: Admin
     param_limits: ParamLimits
     dry_run: bool
+    reconciler: Reconciler
 
 
 @contextlib.asynccontextmanager
@@ -83,8 +86,12 @@ async def open_core(
     *,
     fal: FalBackend = FalBackend.AUTO,
     fake_processing_time: float = 2.0,
+    reconcile: bool = True,
 ) -> AsyncIterator[Core]:
-    """Build the core for ``settings``; everything is closed when the block ends."""
+    """Build the core for ``settings``; everything is closed when the block ends.
+
+    ``reconcile``: run the periodic check against fal's request list (the bot does; a one-shot
+    command such as ``flexbot edit`` has no use for it)."""
     async with contextlib.AsyncExitStack() as stack:
         db = await Database.open(settings.database_path)
         stack.push_async_callback(db.close)
@@ -99,6 +106,10 @@ async def open_core(
         )
         engine = Engine(db=db, blobs=BlobStore(settings.blob_dir), fal=client, settings=settings)
         stack.push_async_callback(engine.stop)
+        reconciler = Reconciler(db, client, settings, engine.metrics, engine.clock)
+        if reconcile:
+            reconciler.start()
+            stack.push_async_callback(reconciler.stop)  # before the engine and fal client close
         yield Core(
             settings=settings,
             db=db,
@@ -108,4 +119,5 @@ async def open_core(
             admin=Admin(db, settings, clock=engine.clock),
             param_limits=ParamLimits.from_settings(settings),
             dry_run=dry_run,
+            reconciler=reconciler,
         )

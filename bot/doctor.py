@@ -6,9 +6,11 @@ import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from bot.fal.client import FalClient
-from bot.fal.errors import FalAuthError, FalError
+from bot.fal.errors import FalAuthError, FalError, FalRequestListForbidden
+from bot.reconcile import KEY_SCOPE_FIX
 from bot.settings import Settings
 from bot.store.db import inspect_file, migrations
 
@@ -107,6 +109,34 @@ async def check_fal(settings: Settings, client: FalClient) -> CheckResult:
     return CheckResult("fal key", True, "accepted by fal (checked without spending)")
 
 
+async def check_request_list(settings: Settings, client: FalClient) -> CheckResult | None:
+    """Can this key read fal's request list? Asked for the last five minutes only; None (no
+    check) without a key, which ``check_fal`` already reports."""
+    if not settings.fal_key:
+        return None
+    now = datetime.now(UTC)
+    try:
+        await client.list_requests(start=now - timedelta(minutes=5), end=now)
+    except FalRequestListForbidden as exc:
+        return CheckResult(
+            "fal request list",
+            False,
+            f"this key cannot read fal's request list (HTTP {exc.status}): ambiguous submits "
+            "cannot be reconciled, and `flexbot reconcile` cannot run",
+            KEY_SCOPE_FIX,
+        )
+    except FalError as exc:
+        return CheckResult(
+            "fal request list",
+            False,
+            f"fal's request list could not be read: {exc.user_message}",
+            f"check the network and fal_api_url ({settings.fal_api_url})",
+        )
+    return CheckResult(
+        "fal request list", True, "readable with this key (`flexbot reconcile` can run)"
+    )
+
+
 DiscordCheck = Callable[[Settings], Awaitable[list[CheckResult]]]
 
 
@@ -115,6 +145,9 @@ async def run_doctor(
 ) -> list[CheckResult]:
     results = [check_config(settings), check_data_dir(settings), check_database(settings)]
     results.append(await check_fal(settings, client))
+    listing = await check_request_list(settings, client)
+    if listing is not None:
+        results.append(listing)
     if not settings.discord_token:
         results.append(
             CheckResult(

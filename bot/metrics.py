@@ -74,6 +74,33 @@ class Metrics:
             "Latest event-loop lag seen by a ticker",
             registry=self.registry,
         )
+        # Reconciliation with fal's request list (bot.reconcile), this UTC month so far.
+        self.reconcile_orphans = Gauge(
+            "flexbot_reconcile_fal_orphans",
+            "Requests fal ran and billed that no job records (last check)",
+            registry=self.registry,
+        )
+        self.reconcile_unlisted_jobs = Gauge(
+            "flexbot_reconcile_unlisted_charged_jobs",
+            "Charged jobs whose request fal does not list (last check)",
+            registry=self.registry,
+        )
+        self.reconcile_price_differences = Gauge(
+            "flexbot_reconcile_price_differences",
+            "Jobs charged differently from fal's price for their request (last check)",
+            registry=self.registry,
+        )
+        self.reconcile_last_run = Gauge(
+            "flexbot_reconcile_last_run_timestamp_seconds",
+            "When the last reconciliation finished (Unix time; 0 = never)",
+            registry=self.registry,
+        )
+        self.reconcile_list_readable = Gauge(
+            "flexbot_reconcile_list_readable",
+            "1 when the last attempt could read fal's request list, 0 when the key was refused "
+            "or fal could not be reached",
+            registry=self.registry,
+        )
         self._snapshot = _SnapshotCollector()
         self.registry.register(self._snapshot)
 

@@ -123,6 +123,15 @@ class Settings:
     fal_job_timeout_seconds: float = _opt(
         900.0, "Give up on a fal job after this long.", lo=10, hi=86400, section="fal"
     )
+    reconcile_interval_minutes: int = _opt(
+        60,
+        "Minutes between two checks of the ledger against fal's request list (this UTC month "
+        "so far; results in /metrics and /flexadmin report); 0 = off. Needs a fal key that can "
+        "read the request list.",
+        lo=0,
+        hi=10080,
+        section="fal",
+    )
 
     # pricing
     price_per_megapixel: int = _opt(
