@@ -53,6 +53,8 @@ KEY_SCOPE_FIX = (
 )
 
 Size = tuple[int, int]
+#: Job states whose submit the engine may still be looking up in fal's list (``bot.engine``).
+_RESOLVING = frozenset({"submitting", "unsure"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,7 @@ class ReconcileReport:
     unlisted: tuple[store.SentJob, ...]  # charged, and fal has no record of the request
     price_differences: tuple[PriceDifference, ...]
     matched: int
-    running: int  # requests fal has not finished, or jobs still at fal: judged next time
+    running: int  # requests fal has not finished, or the engine is still looking up: judged later
     unbilled_orphans: int  # requests with no job that fal failed (not billed: no money moved)
     ledger_micros: int  # charged for the period's jobs (refunds are the bot's own choice)
     fal_micros: int  # fal's price of the period's finished requests (upper bound if assumed)
@@ -165,6 +167,7 @@ def price_request(
             # Area as a 1-pixel-high strip: priced by area alone, like bot.engine.admission.
             known = (max(1, int(pricing.max_input_megapixels * unit)), 1)
             assumed.append(f"input {i + 1} at most {pricing.max_input_megapixels:g} MP")
+        inputs.append(known)
     outputs = _output_sizes(record)
     if not outputs:
         requested = (record.json_input or {}).get("image_size")
@@ -218,6 +221,7 @@ def compare(
 
     by_id = {j.fal_request_id: j for j in jobs if j.fal_request_id}
     unsent = [j for j in jobs if not j.fal_request_id]
+    resolving = [j for j in unsent if j.state in _RESOLVING]
     listed = {r.request_id for r in records}
     orphans: list[Orphan] = []
     differences: list[PriceDifference] = []
@@ -234,6 +238,8 @@ def compare(
             running += 1
         elif job is None and price.micros == 0:
             unbilled += 1
+        elif job is None and _maybe_job(record, resolving) is not None:
+            running += 1  # the engine is still looking this submit up: judged next time
         elif job is None:
             hint = _maybe_job(record, unsent)
             orphans.append(Orphan(record.request_id, record.sent_at, price, hint))
@@ -330,10 +336,16 @@ class Reconciler:
         self.last_at: float | None = None
         self.failure: str | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Set after each periodic attempt, successful or not (for whoever waits on the first).
+        self.checked = asyncio.Event()
 
     @property
     def interval(self) -> float:
         return self.settings.reconcile_interval_minutes * 60.0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         """Start the periodic check (the first one at once); nothing when the interval is 0."""
@@ -353,6 +365,7 @@ class Reconciler:
                 await self.run_once()
             except Exception:  # a bug or a database error: say so, and check again next time
                 log.exception("reconcile: the check failed")
+            self.checked.set()
             await asyncio.sleep(self.interval)
 
     async def run_once(self) -> ReconcileReport | None:

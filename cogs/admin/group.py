@@ -19,7 +19,13 @@ from discord.ext import commands
 from bot.admin_facts import AdminChange
 from bot.core import Core
 from bot.errors import UserError
-from cogs.admin.render import describe_change, render_audit_line, render_report, render_settings
+from cogs.admin.render import (
+    describe_change,
+    render_audit_line,
+    render_reconcile,
+    render_report,
+    render_settings,
+)
 from cogs.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -103,6 +109,15 @@ class FlexAdmin(app_commands.Group):
             "\n".join(lines)[:1900] or "No admin changes yet.", ephemeral=True
         )
 
+    @app_commands.command(
+        name="report", description="The last check of Flexbot's charges against fal's records."
+    )
+    async def report(self, interaction: discord.Interaction) -> None:
+        # The bot owner sees the whole bot; a server's admins only their own server's jobs.
+        owner = await self._is_owner(interaction)
+        summary = self.core.reconciler.summary(None if owner else guild_id_of(interaction))
+        await interaction.response.send_message(render_reconcile(summary), ephemeral=True)
+
     @app_commands.command(name="pause", description="Refuse new edits (running ones finish).")
     @app_commands.describe(everywhere="Pause the whole bot (bot owner only)", reason="Why")
     async def pause(
@@ -123,13 +138,17 @@ class FlexAdmin(app_commands.Group):
         """This guild, None for bot-wide (owner only), or -1 after refusing."""
         if not everywhere:
             return guild_id_of(interaction)
-        client = interaction.client
-        if isinstance(client, commands.Bot) and await client.is_owner(interaction.user):
+        if await self._is_owner(interaction):
             return None
         await interaction.response.send_message(
             "Only the bot's owner can pause or resume it everywhere.", ephemeral=True
         )
         return -1
+
+    @staticmethod
+    async def _is_owner(interaction: discord.Interaction) -> bool:
+        client = interaction.client
+        return isinstance(client, commands.Bot) and await client.is_owner(interaction.user)
 
 
 class AdminSubgroup(app_commands.Group):

@@ -23,6 +23,7 @@ from bot.admin_report import show_limit
 from bot.engine.quota import MONEY_LIMITS, LimitSource
 from bot.engine.usage import UsageReport
 from bot.model import AuditRow, LimitScope, usd
+from bot.reconcile import CheckSummary
 
 
 def mentions(ids: Ids) -> str:
@@ -144,3 +145,34 @@ def render_audit_line(row: AuditRow) -> str:
     """One audit row: when, who, what."""
     detail = render_audit_detail(row.detail)
     return f"<t:{int(row.created_at)}:R> <@{row.actor_id}> {row.action} {detail}"
+
+
+def render_reconcile(summary: CheckSummary) -> str:
+    """The last reconciliation: the whole bot for its owner, one server's jobs for its admins."""
+    failed = f"\nThe latest attempt failed: {summary.failure}." if summary.failure else ""
+    if summary.checked_at is None or summary.start is None:
+        return "Flexbot has not finished a check against fal's records yet." + failed
+    when = f"<t:{int(summary.checked_at)}:R>"
+    if not summary.bot_wide:
+        found = (
+            "no differences"
+            if summary.differences == 0
+            else f"{summary.differences} job(s) charged differently from what fal recorded "
+            f"({summary.unlisted} that fal does not list, {summary.price_differences} at "
+            "another price); the bot owner has the details"
+        )
+        return (
+            f"Last check of this server's jobs against fal's records ({when}, this month): "
+            f"{found}.{failed}"
+        )
+    lines = [
+        f"Last check {when}, whole bot, since {summary.start:%Y-%m-%d}: "
+        f"{summary.matched} job(s) matched fal's records.",
+        f"- {summary.orphans} request(s) fal ran and billed that no job records "
+        f"({usd(summary.orphan_micros)})",
+        f"- {summary.unlisted} charged job(s) fal has no record of",
+        f"- {summary.price_differences} job(s) charged differently from fal's price",
+    ]
+    if summary.differences:
+        lines.append("Run `flexbot reconcile` on the bot's host for each one.")
+    return "\n".join(lines) + failed
