@@ -119,6 +119,7 @@ def flexbot_settings(fake: FakeFal) -> dict[str, str]:
         "FAL_KEY": "test-key",
         "FLEXBOT_FAL_QUEUE_URL": fake.url,
         "FLEXBOT_FAL_REST_URL": fake.url,
+        "FLEXBOT_FAL_API_URL": fake.url,  # the request list: never the real api.fal.ai
         "FLEXBOT_POLL_INTERVAL_SECONDS": "0.05",
         "FLEXBOT_POLL_MAX_INTERVAL_SECONDS": "0.2",
         "FLEXBOT_PROGRESS_INTERVAL_SECONDS": "0.2",
