@@ -138,6 +138,10 @@ class JobState(StrEnum):
 
     QUEUED = "queued"
     SUBMITTING = "submitting"
+    #: "Maybe at fal": the submit's answer was lost (or a crash came inside the submit window),
+    #: so fal may be running and billing it. Looked up in fal's request list before anything is
+    #: sent again (``bot.engine.reconcile``); never failed while fal may be running it.
+    UNSURE = "unsure"
     RUNNING = "running"
     FETCHED = "fetched"
     DELIVERED = "delivered"
@@ -150,7 +154,9 @@ class JobState(StrEnum):
     FINAL: ClassVar[frozenset[JobState]]
 
 
-JobState.ACTIVE = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
+JobState.ACTIVE = frozenset(
+    {JobState.QUEUED, JobState.SUBMITTING, JobState.UNSURE, JobState.RUNNING}
+)
 JobState.FINAL = frozenset(
     {JobState.DELIVERED, JobState.UNDELIVERABLE, JobState.CANCELLED, JobState.FAILED}
 )
@@ -260,6 +266,17 @@ class Job:
     channel_nsfw: bool = True
     #: The author of the message a context-menu edit took its images from.
     source_author_id: int | None = None
+    #: The exact JSON arguments sent to fal (seed included), stored before the POST.
+    fal_input: str | None = None
+    #: When the last POST began, and when its answer was found lost (``unsure`` jobs).
+    submit_window_start: float | None = None
+    submit_window_end: float | None = None
+    #: ``x-fal-request-id`` of a lost answer, when fal's answer carried one.
+    fal_request_hint: str | None = None
+    #: How long fal reported the job queued or running (the job timeout counts this).
+    fal_seconds: float = 0.0
+    #: When fal last reported it queued or running.
+    fal_seen_at: float | None = None
 
     @property
     def requester(self) -> Requester:

@@ -28,6 +28,8 @@ from bot.errors import SchemaTooNew, StoreError
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+#: First line of a migration that rebuilds a referenced table: applied with foreign keys off.
+REBUILD_MARKER = "-- flexbot: foreign-keys-off"
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -137,18 +139,37 @@ class Database:
             raise SchemaTooNew(current, len(known))
         applied = []
         for version, name, sql in known[current:]:
-            # executescript commits first, so BEGIN/COMMIT inside makes each file atomic.
+            rebuild = sql.startswith(REBUILD_MARKER)
             try:
-                await self.conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
-                )
+                if rebuild:
+                    await self._apply_rebuild(version, sql)
+                else:
+                    # executescript commits first, so BEGIN/COMMIT inside makes each file atomic.
+                    await self.conn.executescript(
+                        f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+                    )
             except aiosqlite.Error as exc:
                 if self.conn.in_transaction:
                     await self.conn.execute("ROLLBACK")
                 raise StoreError(f"migration {name} failed: {exc}") from exc
+            finally:
+                if rebuild:
+                    await self.conn.execute("PRAGMA foreign_keys=ON")
             log.info("applied migration %s", name)
             applied.append(version)
         return applied
+
+    async def _apply_rebuild(self, version: int, sql: str) -> None:
+        """A migration that rebuilds a table other tables reference (sqlite.org/lang_altertable
+        "other kinds of table schema changes"): foreign keys off around it (the pragma is a no-op
+        inside a transaction), and a foreign key check before the commit."""
+        await self.conn.execute("PRAGMA foreign_keys=OFF")
+        await self.conn.executescript(f"BEGIN IMMEDIATE;\n{sql}")
+        broken = list(await self.conn.execute_fetchall("PRAGMA foreign_key_check"))
+        if broken:
+            raise aiosqlite.IntegrityError(f"foreign keys broken by the rebuild: {broken[:5]}")
+        await self.conn.execute(f"PRAGMA user_version = {version}")
+        await self.conn.execute("COMMIT")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

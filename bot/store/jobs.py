@@ -23,7 +23,9 @@ _COLUMNS = (
     " input_hashes, seed, estimate_micros, cost_micros, held_micros, charged_micros,"
     " cancel_requested, fal_request_id, submit_attempts, output_hash, output_width,"
     " output_height, failure_reason, status_message_id, result_message_id, source_message_id,"
-    " created_at, started_at, finished_at, updated_at, channel_nsfw, source_author_id"
+    " created_at, started_at, finished_at, updated_at, channel_nsfw, source_author_id,"
+    " fal_input, submit_window_start, submit_window_end, fal_request_hint, fal_seconds,"
+    " fal_seen_at"
 )
 _UPDATABLE = frozenset(
     {
@@ -41,6 +43,12 @@ _UPDATABLE = frozenset(
         "started_at",
         "finished_at",
         "cancel_requested",
+        "fal_input",
+        "submit_window_start",
+        "submit_window_end",
+        "fal_request_hint",
+        "fal_seconds",
+        "fal_seen_at",
     }
 )
 
@@ -79,6 +87,12 @@ def _job(row: aiosqlite.Row) -> Job:
         updated_at=row["updated_at"],
         channel_nsfw=bool(row["channel_nsfw"]),
         source_author_id=row["source_author_id"],
+        fal_input=row["fal_input"],
+        submit_window_start=row["submit_window_start"],
+        submit_window_end=row["submit_window_end"],
+        fal_request_hint=row["fal_request_hint"],
+        fal_seconds=float(row["fal_seconds"]),
+        fal_seen_at=row["fal_seen_at"],
     )
 
 
@@ -227,11 +241,12 @@ async def spend(
 
 
 async def count_active(src: Reader, user_id: int) -> tuple[int, int]:
-    """(queued, running) jobs of a user; running includes submitting and fetched."""
+    """(queued, running) jobs of a user; running includes submitting, unsure and fetched."""
     rows = await fetch_all(
         src,
-        "SELECT SUM(state = 'queued'), SUM(state IN ('submitting', 'running', 'fetched'))"
-        " FROM jobs WHERE user_id = ? AND state IN ('queued','submitting','running','fetched')",
+        "SELECT SUM(state = 'queued'), SUM(state IN ('submitting', 'unsure', 'running', 'fetched'))"
+        " FROM jobs WHERE user_id = ?"
+        " AND state IN ('queued', 'submitting', 'unsure', 'running', 'fetched')",
         (user_id,),
     )
     row = rows[0] if rows else None
@@ -270,3 +285,33 @@ async def spend_by_guild(src: Reader, since: float) -> dict[int | None, int]:
         (since,),
     )
     return {guild: int(total) for guild, total in rows}
+
+
+async def request_owner(src: Reader, request_id: str) -> int | None:
+    """The job that follows this fal request, if any."""
+    row = await fetch_one(
+        src, "SELECT id FROM jobs WHERE fal_request_id = ? ORDER BY id LIMIT 1", (request_id,)
+    )
+    return int(row[0]) if row else None
+
+
+async def owned_requests(src: Reader, request_ids: Sequence[str]) -> set[str]:
+    """Which of these fal requests a job already follows."""
+    if not request_ids:
+        return set()
+    marks = ",".join("?" * len(request_ids))
+    rows = await fetch_all(
+        src, f"SELECT fal_request_id FROM jobs WHERE fal_request_id IN ({marks})", request_ids
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def sending_same_input(src: Reader, job_id: int, fal_input: str) -> bool:
+    """Whether another job is sending the very same arguments right now (an exact rerun whose
+    answer is not in yet): its request must not be taken for this job's."""
+    row = await fetch_one(
+        src,
+        "SELECT 1 FROM jobs WHERE state = 'submitting' AND fal_input = ? AND id != ? LIMIT 1",
+        (fal_input, job_id),
+    )
+    return row is not None
