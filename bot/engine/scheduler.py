@@ -7,10 +7,11 @@ start-up. The dispatcher calls :meth:`FairScheduler.pick` whenever a fal slot is
   running cap, so no slot idles while someone waits. A lone member fills every free slot.
 - **Fewest running first.** Among the members who may start a job, the one with the fewest jobs
   running now goes first; a member's turn never waits for those who already hold more slots.
-- **Newcomers next.** Among members with as many running, one new to the queue (who has not
-  started a job since they queued) goes before those already served. So when a slot frees, a
-  member with nothing running whose first job waits takes it, even before the member whose job
-  just ended: that first job waits at most one job's turn (behind other newcomers only).
+- **Newcomers next.** Among members with as many running, one new to the queue (who had
+  nothing running or queued, and has not started a job since) goes before those already
+  served. So when a slot frees, a member whose first job waits takes it, even before the member
+  whose job just ended: that first job waits at most one job's turn (behind other newcomers
+  only).
 - **Round-robin breaks ties**: over guilds first, then over members within the guild. The picked
   member and their guild move to the back of their rotations, so two members with work waiting
   alternate slot by slot, and so do two servers' members.
@@ -45,7 +46,8 @@ class _Member:
     """One member's queued jobs in one guild, oldest first."""
 
     jobs: deque[_Entry] = field(default_factory=deque)
-    #: False until one of these jobs starts: a member new to the queue goes before the others.
+    #: False until one of these jobs starts, for a member who had nothing running when they
+    #: queued: a member new to the queue goes before those already served.
     started: bool = False
 
 
@@ -71,8 +73,9 @@ class FairScheduler:
         users = self._guilds.setdefault(entry.guild_id, OrderedDict())
         member = users.get(user_id)
         if member is None:
-            member = users[user_id] = _Member()
-            self._fresh += 1
+            # With a job running they are being served already, not new.
+            member = users[user_id] = _Member(started=self.running.get(user_id, 0) > 0)
+            self._fresh += 0 if member.started else 1
         member.jobs.append(entry)
         self._entries[job_id] = entry
 

@@ -116,6 +116,16 @@ def test_each_newcomer_waits_for_at_most_the_newcomers_before_them() -> None:
     assert [q.end_oldest() for _ in newcomers] == [[2], [3], [4]]
 
 
+def test_member_who_queues_more_while_theirs_runs_is_not_a_newcomer() -> None:
+    q = Queue(slots=1)
+    q.add(user=1)
+    assert q.fill() == [1]
+    q.add(user=1)  # their queue was empty, but they are being served
+    (light,) = q.add(user=2)
+    assert q.scheduler.position(light) == 0
+    assert q.end_oldest() == [2]
+
+
 def test_admin_cap_holds_even_with_slots_free() -> None:
     q = Queue(slots=4)
     q.add(user=1, jobs=10, cap=1)
