@@ -57,6 +57,35 @@ class Metrics:
         self.fal_errors = Counter(
             "flexbot_fal_errors", "fal errors by type", ["type"], registry=self.registry
         )
+        # Issue 12: what happened to submits whose answer was lost, and to lost results.
+        self.fal_submits_unsure = Counter(
+            "flexbot_fal_submits_unsure",
+            "Submits fal may have received without Flexbot learning the request id, by cause",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.fal_unsure_resolved = Counter(
+            "flexbot_fal_unsure_resolved",
+            "Jobs that may have been at fal, by outcome (adopted, resubmitted, failed, cancelled)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.fal_possible_orphans = Counter(
+            "flexbot_fal_possible_orphans",
+            "Submits that may have reached fal (and been billed) but could not be looked up in "
+            "fal's request list, so no job follows them",
+            registry=self.registry,
+        )
+        self.fal_results_lost = Counter(
+            "flexbot_fal_results_lost",
+            "Edits fal made and billed whose result was gone before Flexbot fetched it",
+            registry=self.registry,
+        )
+        self.fal_stream_fallbacks = Counter(
+            "flexbot_fal_stream_fallbacks",
+            "Status streams that broke or ended early, so the job was polled instead",
+            registry=self.registry,
+        )
         self.jobs_finished = Counter(
             "flexbot_jobs_finished",
             "Jobs that reached a final state",

@@ -114,6 +114,35 @@ class Settings:
         section="fal",
     )
     fal_app_id: str = _opt("fal-ai/flux-2-flex/edit", "fal endpoint id.", section="fal")
+    fal_status_stream: bool = _opt(
+        True,
+        "Follow each job with fal's status stream (server-sent events); Flexbot polls the "
+        "status instead when the stream breaks or ends early.",
+        section="fal",
+    )
+    fal_unsure_grace_seconds: float = _opt(
+        120.0,
+        "When a submit's answer is lost, how long the job is looked for in fal's request list "
+        "(which may lag) before it is sent again once or failed with its money released.",
+        lo=0,
+        hi=3600,
+        section="fal",
+    )
+    fal_unsure_interval_seconds: float = _opt(
+        10.0,
+        "Seconds between two looks at fal's request list for such a job.",
+        lo=0,
+        hi=600,
+        section="fal",
+    )
+    fal_unsure_margin_seconds: float = _opt(
+        60.0,
+        "Seconds added on each side of the submit's time window when looking for it in fal's "
+        "request list (clocks differ).",
+        lo=0,
+        hi=3600,
+        section="fal",
+    )
     fal_http_timeout_seconds: float = _opt(
         30.0, "Timeout of one HTTP call to fal.", lo=1, hi=600, section="fal"
     )

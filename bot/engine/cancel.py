@@ -18,7 +18,7 @@ from bot.visibility import may_manage, visible
 
 log = logging.getLogger(__name__)
 
-ACTIVE_FAL = (JobState.SUBMITTING, JobState.RUNNING)
+ACTIVE_FAL = (JobState.SUBMITTING, JobState.UNSURE, JobState.RUNNING)
 
 
 async def cancel_job(

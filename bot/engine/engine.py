@@ -3,13 +3,21 @@
 Life of a job (DESIGN §3), every step a compare-and-set on the stored state:
 
     queued -> submitting -> running(request_id) -> fetched(stored, charged) -> delivered
-                                                                            \\-> undeliverable
+                  |            ^                                            \\-> undeliverable
+                  v            | found in fal's request list
+               unsure ---------+   (not found after a grace period: submitting again, once)
        \\-> cancelled       \\-> failed(reason)      (reservation released, ledger row written)
 
+``unsure`` is "maybe at fal": the submit's answer was lost or a crash came inside the submit
+window, so fal may be running and billing the job; ``reconcile`` looks it up before anything is
+sent again, and it is never failed while fal may have it.
+
 Money: submit reserves the estimate (``reserve``); fetching the output releases it and charges the
-actual price, in one transaction; a failure or cancel releases it. After a crash, ``running`` jobs
-resume polling their stored request id (never a second submit), ``fetched`` ones are delivered, and
-``submitting`` ones (crash between the POST and storing the id) are resubmitted once and logged.
+actual price, in one transaction; a failure or cancel releases it. A result fal made and billed
+but Flexbot lost (expired at fal) is charged all the same, with the job failed and the member told
+(``lost_result``). After a crash, ``running`` jobs ask fal's status first and resume following
+their stored request id (never a second submit), ``fetched`` ones are delivered, and
+``submitting`` ones become ``unsure``.
 
 Who does what: ``admission`` (may this job be queued), ``dispatch`` (starting runs in the fair
 queue's order), ``runner`` (one job's run), ``settlement`` (money moves, the one way a job ends),
@@ -37,6 +45,7 @@ from bot.engine.delivery import Delivery
 from bot.engine.dispatch import Dispatcher
 from bot.engine.inputs import Inputs
 from bot.engine.queue_info import QueueInfo
+from bot.engine.reconcile import Reconciler
 from bot.engine.recovery import recover
 from bot.engine.reuse import Reuse
 from bot.engine.runner import RunContext
@@ -99,6 +108,7 @@ class Engine:
         self.reuse = Reuse(db, self.inputs)
         self._stopping = asyncio.Event()
         self.dispatcher = Dispatcher(FairScheduler(), settings.fal_concurrency, self._stopping)
+        self.reconciler = Reconciler(db, fal, settings, self.metrics, clock, self._stopping)
         self.queue_info = QueueInfo(settings.fal_concurrency, lambda: len(self.dispatcher.workers))
         self._janitor: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
@@ -126,7 +136,7 @@ class Engine:
             raise RuntimeError("Engine.start needs a Delivery")
         self.dispatcher.context = self._make_run_context(self.delivery)
         await self.queue_info.load(self.db)
-        await recover(self.db, self.dispatcher, self.limits_for)
+        await recover(self.db, self.dispatcher, self.limits_for, self.clock)
         self.dispatcher.start()
         self._janitor = asyncio.create_task(self._purge_loop(), name="engine-purge")
 
@@ -147,6 +157,7 @@ class Engine:
             stopping=self._stopping,
             cancel_requests=self.dispatcher.cancel_requests,
             record_duration=self.queue_info.record,
+            reconciler=self.reconciler,
         )
 
     @property

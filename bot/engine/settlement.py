@@ -118,3 +118,33 @@ class Settlement:
         if won:
             await self.on_change(None)
         return won
+
+    async def lost(self, job: Job, cost: int, notice: str) -> bool:
+        """running -> failed, charged what fal billed for a result it made but Flexbot lost.
+
+        The member's quota carries it: they asked for the edit and fal billed it; losing it is
+        not their fault, but the caps are what keep the owner's fal bill within bounds, and
+        they only can if every dollar fal bills counts (``flexbot reconcile`` checks the same
+        sum)."""
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            won = await jobs_repo.transition(
+                tx,
+                job.id,
+                [JobState.RUNNING],
+                JobState.FAILED,
+                failure_reason=notice,
+                cost_micros=cost,
+                finished_at=now,
+            )
+            if won:
+                await release(tx, job, now)
+                await charge(tx, job, cost, now)
+        if not won:
+            return False
+        await self.on_change(JobState.FAILED)
+        try:
+            await self.tell(replace(job, state=JobState.FAILED), notice)
+        except Exception:  # the job has ended; a lost notice must not undo that
+            log.warning("job=%s could not tell the member", job.id, exc_info=True)
+        return True

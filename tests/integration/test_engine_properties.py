@@ -72,6 +72,7 @@ OUTPUT_SIZES = [ImageSize(None, 64, 64), ImageSize(None, 96, 96), ImageSize("aut
 KNOWN_STATES = {
     JobState.QUEUED,
     JobState.SUBMITTING,
+    JobState.UNSURE,
     JobState.RUNNING,
     JobState.FETCHED,
     *JobState.FINAL,
@@ -80,10 +81,10 @@ FAULTS = [
     ("submit", "content_policy", 1),
     ("submit", "validation", 1),
     ("submit", "completed_with_error", 1),
-    ("submit", "500", 3),  # a non-idempotent submit is not retried on 500: the job fails
+    ("submit", "500", 3),  # never retried on a 500: unsure, looked up at fal, sent again once
     ("status", "500", 2),  # retried by the client
     ("status", "503", 5),  # more than the client's attempts: the engine polls again later
-    ("result", "500", 3),  # every attempt fails: the job fails, nothing charged
+    ("result", "500", 3),  # every attempt of one call fails: fetched on the next try
     ("upload", "500", 3),
     ("cancel", "500", 3),  # the cancel is lost: the job finishes and is charged
 ]

@@ -32,6 +32,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "poll_interval_seconds": 0.01,
         "poll_max_interval_seconds": 0.05,
+        "fal_unsure_grace_seconds": 0.3,
+        "fal_unsure_interval_seconds": 0.02,
         "progress_interval_seconds": 0.0,
         "shutdown_timeout_seconds": 5.0,
     }
