@@ -19,10 +19,12 @@ import logging
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from PIL import Image
 
 from bot.engine.engine import Engine
@@ -98,6 +100,11 @@ def worker_settings(data_dir: Path) -> Settings:
         global_monthly_cap=None,
         poll_interval_seconds=0.05,
         poll_max_interval_seconds=0.2,
+        # Results lost to an outage are booked, never timed out: the test advances fal's clock
+        # by more than an hour while the worker is down.
+        fal_job_timeout_seconds=86400.0,
+        fal_unsure_grace_seconds=1.0,
+        fal_unsure_interval_seconds=0.1,
         progress_interval_seconds=0.5,
         fal_http_timeout_seconds=3.0,
         fal_max_attempts=4,
@@ -179,6 +186,7 @@ async def issue_cancels(
                 continue
             if job.cancel_when == "running" and state not in (
                 JobState.SUBMITTING,
+                JobState.UNSURE,
                 JobState.RUNNING,
             ):
                 continue
@@ -207,6 +215,16 @@ async def all_final(db: Database, count: int) -> bool:
     return int(row[0]) == count and int(row[1] or 0) == count
 
 
+async def fal_clock_offset(fal_url: str) -> float:
+    """How far the fake fal's clock is ahead of ours: the test moves it forward while the worker
+    is down (results expire), and the engine's clock must agree with fal's, as the real
+    clocks do (the request list is searched by time)."""
+    async with httpx.AsyncClient(base_url=fal_url, timeout=10) as http:
+        response = await http.post("/_fake/clock", json={"advance": 0})
+        response.raise_for_status()
+        return float(response.json()["now"]) - time.time()
+
+
 async def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     settings = worker_settings(data_dir)
@@ -218,17 +236,20 @@ async def run(args: argparse.Namespace) -> int:
         Secret("crash-test-key"),
         queue_url=args.fal_url,
         rest_url=args.fal_url,
+        api_url=args.fal_url,
         app_id=settings.fal_app_id,
         timeout=settings.fal_http_timeout_seconds,
         max_attempts=settings.fal_max_attempts,
         insecure_local_origin=args.fal_url,
     )
+    offset = await fal_clock_offset(args.fal_url)
     engine = Engine(
         db=db,
         blobs=BlobStore(settings.blob_dir),
         fal=fal,
         delivery=FileDelivery(log, latency=DELIVERY_LATENCY),
         settings=settings,
+        clock=lambda: time.time() + offset,
     )
     await engine.start()
     print("ready", flush=True)
