@@ -12,9 +12,9 @@ target and the settings each row used.
                    latency, tiny images; jobs/s from the first submit to the last delivery.
   (c) scheduler    FairScheduler.pick() p99 with 10,000 queued jobs (in process), and the peak RSS
                    (VmHWM) of a subprocess whose engine recovered 10,000 queued jobs from SQLite.
-  (d) fal calls    HTTP requests the fake fal receives for one 20 s job with the shipped polling
-                   settings; and, for comparison, the same job followed over the status stream
-                   (FalClient directly; the engine polls).
+  (d) fal calls    HTTP requests the fake fal receives for one 20 s job with the shipped settings
+                   (fal's status stream); and, for comparison, with the engine polling instead
+                   (fal_status_stream = false, the shipped poll intervals).
   (e) sharing      fair and work-conserving, beside the same engine with a FIFO scheduler in the
                    same run (2 fal slots, running cap as shipped): a lone member's 20 jobs at 2 s
                    fal latency (time to the last delivery); a burst of 100 jobs from 20 members
@@ -55,7 +55,7 @@ import stamina  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bot.engine.scheduler import FairScheduler  # noqa: E402
-from bot.fal.client import EditResult, FalClient, OutputImage, QueueStatus  # noqa: E402
+from bot.fal.client import EditResult, OutputImage, QueueStatus  # noqa: E402
 from bot.fal.fake import FakeFal  # noqa: E402
 from bot.model import (  # noqa: E402
     EditParams,
@@ -67,7 +67,6 @@ from bot.model import (  # noqa: E402
     Origin,
     Requester,
 )
-from bot.secret import Secret  # noqa: E402
 from bot.store import jobs as jobs_repo  # noqa: E402
 from tests.support.engine_kit import Kit, engine_kit  # noqa: E402
 
@@ -248,6 +247,9 @@ class StubFal:
     async def status(self, request_id: str, *, logs: bool = True) -> QueueStatus:
         return QueueStatus("COMPLETED", None, [], None, None, {})
 
+    async def stream_status(self, request_id: str) -> AsyncIterator[QueueStatus]:
+        yield QueueStatus("COMPLETED", None, [], None, None, {})
+
     async def result(self, request_id: str) -> EditResult:
         return EditResult([OutputImage("https://stub/out.png", 64, 64, "image/png")], 1, request_id)
 
@@ -389,11 +391,15 @@ def bench_rss(queued: int = 10_000) -> dict[str, Any]:
 # -- (d) fal requests per job ---------------------------------------------------------------------
 
 
-async def requests_engine(processing_time: float) -> dict[str, Any]:
+#: The engine falling back to polling (as when fal's stream breaks), at the shipped intervals.
+POLLING: dict[str, Any] = {"fal_status_stream": False, **SHIPPED_POLL}
+
+
+async def requests_engine(processing_time: float, **settings: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="flexbot-bench-") as tmp:
         async with (
             FakeFal(processing_time=processing_time) as fake,
-            engine_kit(Path(tmp), fake.url, **NO_CAPS, **SHIPPED_POLL) as kit,
+            engine_kit(Path(tmp), fake.url, **NO_CAPS, **settings) as kit,
         ):
             image = await tiny_input(kit, 3)
             job = await submit(kit, 1, "twenty seconds", image)
@@ -402,35 +408,13 @@ async def requests_engine(processing_time: float) -> dict[str, Any]:
             return {"total": sum(routes.values()), "routes": dict(routes)}
 
 
-async def requests_stream(processing_time: float) -> dict[str, Any]:
-    """The same job followed over the SSE status stream (what the engine could do)."""
-    async with (
-        FakeFal(processing_time=processing_time) as fake,
-        FalClient(
-            Secret("bench-key"),
-            queue_url=fake.url,
-            rest_url=fake.url,
-            timeout=60,
-            insecure_local_origin=fake.url,
-        ) as client,
-    ):
-        url = await client.upload(tiny_png(4), "image/png", "in.png")
-        params = EditParams(prompt="twenty seconds", image_size=TINY_OUT)
-        rid = await client.submit(params.to_fal_input([url]))
-        async for status in client.stream_status(rid):
-            if status.done:
-                break
-        result = await client.result(rid)
-        await client.download(result.images[0].url, 10 * 2**20)
-        routes = Counter(r.route for r in fake.requests)
-        return {"total": sum(routes.values()), "routes": dict(routes)}
-
-
 async def bench_requests(processing_time: float) -> dict[str, Any]:
-    engine, stream = await asyncio.gather(
-        requests_engine(processing_time), requests_stream(processing_time)
+    """The engine as shipped (fal's status stream) and polling instead, side by side."""
+    engine, polling = await asyncio.gather(
+        requests_engine(processing_time, **SHIPPED_POLL),
+        requests_engine(processing_time, **POLLING),
     )
-    return {"engine": engine, "stream": stream, "processing_time": processing_time}
+    return {"engine": engine, "polling": polling, "processing_time": processing_time}
 
 
 # -- (e) fair and work-conserving ----------------------------------------------------------------
@@ -443,10 +427,9 @@ STREAM_LIKE_POLL: dict[str, Any] = {
 }
 SHARE_SETTINGS: dict[str, Any] = {
     **NO_CAPS,
-    **STREAM_LIKE_POLL,
     "fal_concurrency": 2,
     "user_max_queued": 100,
-}  # user_max_running as shipped: the scheduler, not the cap, keeps it fair
+}  # user_max_running and following jobs (fal's status stream) as shipped
 LONE_FAL: dict[str, Any] = {"processing_time": 2.0, "concurrency": 8}
 BURST_FAL: dict[str, Any] = {"processing_time": 0.3, "concurrency": 8}
 #: Light members who join mid-burst: after this many burst jobs were delivered, plus a fraction
@@ -548,8 +531,8 @@ async def bench_sharing(repeats: int) -> dict[str, Any]:
         runs["lone_fifo"].append(await share_run(FifoScheduler, LONE_FAL, 1, 20))
         runs["burst"].append(await share_run(FairScheduler, BURST_FAL, 20, 5, light=True))
         runs["fifo"].append(await share_run(FifoScheduler, BURST_FAL, 20, 5, light=True))
-    shipped = {**SHARE_SETTINGS, **SHIPPED_POLL}
-    polled = await share_run(FairScheduler, BURST_FAL, 20, 5, light=True, settings=shipped)
+    polling = {**SHARE_SETTINGS, **POLLING}
+    polled = await share_run(FairScheduler, BURST_FAL, 20, 5, light=True, settings=polling)
 
     def median(kind: str, key: str) -> float:
         return float(statistics.median(r[key] for r in runs[kind]))
@@ -646,8 +629,8 @@ def report(
         ),
         (
             f"(d) fal HTTP requests, one {d['processing_time']:g} s job",
-            f"{d['engine']['total']} (polling)",
-            f"{d['stream']['total']} (status stream)",
+            f"{d['engine']['total']} (status stream)",
+            f"{d['polling']['total']} polling instead",
             f"<= {REQUESTS_PER_JOB_HIGH} is fine",
             "info" if d["engine"]["total"] <= REQUESTS_PER_JOB_HIGH else "HIGH",
         ),
@@ -688,7 +671,7 @@ def report(
             "info",
         ),
         (
-            "(e') burst as above, ours, shipped polling",
+            "(e') burst as above, ours, polling instead of the stream",
             f"{polled['drain']:.2f} s drain",
             f"mid-burst light: median {polled['mid'] * 1e3:.0f}, "
             f"worst {polled['mid_max'] * 1e3:.0f} ms",
@@ -726,19 +709,19 @@ def report(
         f"recovered them at start() (4 went to fal); {r['after_store_mb']:.0f} MB after storing"
     )
     print(
-        f"  (d) shipped polling {show(SHIPPED_POLL)}; engine: {d['engine']['routes']}; "
-        f"status stream (FalClient.stream_status, not used by the engine): {d['stream']['routes']}"
+        f"  (d) engine as shipped (fal's status stream): {d['engine']['routes']}; polling "
+        f"instead ({show(POLLING)}): {d['polling']['routes']}"
     )
     print(
         f"  (e) fake fal {LONE_FAL} (lone) and {BURST_FAL} (burst); engine "
         f"{show(SHARE_SETTINGS)}, user_max_running as shipped; median of {e['runs']} run(s), "
         "ours and FIFO interleaved; baseline = same engine with the FIFO scheduler of (a); "
         f"{e['lights']} mid-burst light members (after 30..70 deliveries, at 0..0.8 of a job); "
-        "polling at 0.01 s stands in for fal's status stream; a job's turn = drain x slots / "
+        "jobs followed over fal's status stream (as shipped); a job's turn = drain x slots / "
         "jobs (fal's time plus the engine's per job)"
     )
     print(
-        f"  (e') one run of ours with {show(SHIPPED_POLL)}: a slot frees only when a poll "
+        f"  (e') one run of ours with {show(POLLING)}: a slot frees only when a poll "
         "sees fal's job done"
     )
     print(f"  host: {sys.platform}, {_cpus()} CPU(s), Python {sys.version.split()[0]}")
