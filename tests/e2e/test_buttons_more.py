@@ -117,6 +117,7 @@ async def test_tweak_with_a_bad_value_is_refused_and_nothing_is_queued(
     assert len(flexbot.jobs()) == 1
 
 
+@pytest.mark.parametrize("flexbot_env", [{"FLEXBOT_USER_MAX_RUNNING": "1"}])  # keep job 2 queued
 @pytest.mark.parametrize("fal_options", [{"processing_time": 30.0}])
 async def test_cancel_button_on_a_queued_job_refuses_others_and_releases_the_money(
     discord: FakeDiscord, flexbot: FlexbotRun

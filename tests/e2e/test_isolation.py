@@ -284,6 +284,7 @@ async def test_age_restricted_job_cannot_be_shown_or_rerun_in_an_ordinary_channe
 # -- /cancel -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("flexbot_env", [{"FLEXBOT_USER_MAX_RUNNING": "1"}])  # keep job 2 queued
 @pytest.mark.parametrize("fal_options", [{"processing_time": 30.0}])
 async def test_moderator_of_another_server_cannot_cancel_a_job(
     discord: FakeDiscord, flexbot: FlexbotRun

@@ -68,6 +68,7 @@ async def doctor(discord: FakeDiscord, fal: FakeFal, data_dir: Path, key: str) -
         "FAL_KEY": key,
         "FLEXBOT_FAL_QUEUE_URL": fal.url,
         "FLEXBOT_FAL_REST_URL": fal.url,
+        "FLEXBOT_FAL_API_URL": fal.url,
         "FLEXBOT_DATA_DIR": str(data_dir),
         "FLEXBOT_FAL_MAX_ATTEMPTS": "1",
     }
@@ -109,8 +110,9 @@ async def test_doctor_names_each_failure_with_its_fix(discord: FakeDiscord, tmp_
     assert "[FAIL] permissions in #general" in out
     assert "missing Attach Files" in out
     assert "fix: grant the bot's role Attach Files in #general" in out
+    assert "[FAIL] fal request list" in out  # the same rejected key cannot read it either
     assert "wrong-key" not in out
-    assert "2 failed" in out
+    assert "3 failed" in out
 
 
 async def test_without_fal_key_the_bot_runs_a_loud_dry_run_and_logs_no_secret(

@@ -29,6 +29,7 @@ async def start_edit(discord: FakeDiscord, prompt: str) -> None:
     await it.wait_for_original()
 
 
+@pytest.mark.parametrize("flexbot_env", [{"FLEXBOT_USER_MAX_RUNNING": "1"}])  # keep job 2 queued
 async def test_queue_lists_queued_job_and_cancel_from_there_releases_it(
     discord: FakeDiscord,
     flexbot: FlexbotRun,  # noqa: F811 (the fixture)
