@@ -10,11 +10,11 @@ The work is shared out by reason to change: ``transport`` sends one call (auth, 
 redaction: the key never appears in ``repr``, logs or error messages), ``retry`` decides what
 is retried (``submit`` only when it surely never reached fal; a lost answer is
 ``FalSubmitAmbiguous``), ``storage`` uploads inputs and ``download`` fetches outputs behind its
-host, redirect, address and deadline checks.
+host, redirect, address and deadline checks, ``stream`` reads the status stream.
 
-``list_requests`` reads fal's Platform API (``{api_url}/v1/models/requests/by-endpoint``), the
-one place that shows requests whose submit answer was lost; see its docstring for the contract
-(fal.ai/docs/platform-apis/v1/models/requests/by-endpoint).
+``list_requests`` reads fal's Platform API (``{api_url}/v1/models/requests/by-endpoint``, paged
+in ``requests_list``), the one place that shows requests whose submit answer was lost; see its
+docstring for the contract (fal.ai/docs/platform-apis/v1/models/requests/by-endpoint).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -39,13 +40,11 @@ from bot.fal.download import (
     parse_result_hosts,
 )
 from bot.fal.errors import (
-    FalAuthError,
     FalError,
-    FalRequestListForbidden,
     FalResultGoneError,
-    FalStreamError,
     FalSubmitAmbiguous,
 )
+from bot.fal.requests_list import REQUEST_LIST_PAGE_MAX, RequestQuery, list_requests
 from bot.fal.schema import (
     APP_NAMESPACES,
     CANCEL_OUTCOMES,
@@ -57,14 +56,12 @@ from bot.fal.schema import (
     QueueState,
     QueueStatus,
     RequestOutcome,
-    RequestPage,
     RequestRecord,
-    format_time,
-    parse_request_page,
     parse_result,
     parse_status,
 )
 from bot.fal.storage import Storage
+from bot.fal.stream import STREAM_IDLE_TIMEOUT, stream_status
 from bot.fal.transport import USER_AGENT, Call, Transport
 from bot.secret import Secret
 
@@ -73,19 +70,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: fal's status stream sends a keep-alive comment every 15 s (fal.ai/docs status-stream), so a
-#: stream silent for three of those is broken, not slow.
-STREAM_IDLE_TIMEOUT = 45.0
-#: The request list pages at most 100 items (``limit``, 1..100, default 50).
-REQUEST_LIST_PAGE_MAX = 100
-#: Pages followed at most: 100 000 requests; a cursor that never ends is a bug, not a history.
-_REQUEST_LIST_MAX_PAGES = 1000
-_REQUEST_LIST_PATH = "/v1/models/requests/by-endpoint"
-
 __all__ = [
     "APP_NAMESPACES",
     "DEFAULT_RESULT_HOSTS",
     "MAX_REDIRECTS",
+    "REQUEST_LIST_PAGE_MAX",
+    "STREAM_IDLE_TIMEOUT",
     "USER_AGENT",
     "AppId",
     "CancelOutcome",
@@ -304,68 +294,13 @@ class FalClient:
         ``FalStreamError``: poll ``status`` instead. An HTTP error answer raises its typed
         error, as ``status`` would."""
         url = self._request_url(request_id, "/status/stream")
-        call = Call(request_id=request_id, extra_headers={"Accept": "text/event-stream"})
-        headers = self._transport.headers(call)
-        base = self._transport.timeout
-        timeout = httpx.Timeout(
-            self._stream_idle_timeout, connect=base.connect, write=base.write, pool=base.pool
+        states = stream_status(
+            self._transport, url, request_id, logs=logs, idle_timeout=self._stream_idle_timeout
         )
-        try:
-            async with self._transport.http.stream(
-                "GET",
-                url,
-                params={"logs": "1" if logs else "0"},
-                headers=headers,
-                timeout=timeout,
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self._transport.error(response, request_id)
-                async for state in self._events(response, request_id):
-                    yield state
-                    if state.done:
-                        return
-        except httpx.TimeoutException as exc:
-            raise FalStreamError(
-                f"status stream silent for {self._stream_idle_timeout}s",
-                request_id=request_id,
-                retryable=True,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise FalStreamError(
-                self._transport.redact(f"status stream broke: {type(exc).__name__}: {exc}"),
-                request_id=request_id,
-                retryable=True,
-            ) from exc
-        raise FalStreamError(
-            "status stream ended before COMPLETED", request_id=request_id, retryable=True
-        )
-
-    async def _events(
-        self, response: httpx.Response, request_id: str
-    ) -> AsyncIterator[QueueStatus]:
-        """Each SSE event's ``data`` as a status; comments and other fields are skipped."""
-        data: list[str] = []
-        async for line in response.aiter_lines():
-            if line.startswith(":"):
-                continue  # a comment: fal's keep-alive
-            if line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif not line and data:
-                yield self._stream_status("\n".join(data), request_id)
-                data = []
-        if data:  # the last event without its blank line
-            yield self._stream_status("\n".join(data), request_id)
-
-    def _stream_status(self, text: str, request_id: str) -> QueueStatus:
-        try:
-            return parse_status(self._transport.loads(text))
-        except FalError as exc:
-            raise FalStreamError(
-                f"status stream sent an unreadable event: {exc.message}",
-                request_id=request_id,
-                retryable=True,
-            ) from exc
+        # aclosing: a caller that stops early closes the HTTP stream now, not at garbage collection.
+        async with aclosing(states):
+            async for state in states:
+                yield state
 
     # -- the Platform API's request list --------------------------------------------------------
 
@@ -393,47 +328,16 @@ class FalClient:
 
         A 401 or 403 is ``FalRequestListForbidden``: the key cannot read the list (fal's
         authentication page: 401 a wrong or revoked key, 403 a key without the scope)."""
-        if not 1 <= page_size <= REQUEST_LIST_PAGE_MAX:
-            raise ValueError(f"page_size must be 1..{REQUEST_LIST_PAGE_MAX}")
-        params: dict[str, str] = {
-            "endpoint_id": endpoint_id or self._app_id,
-            "limit": str(page_size),
-        }
-        if start is not None:
-            params["start"] = format_time(start)
-        if end is not None:
-            params["end"] = format_time(end, round_up=True)
-        if status is not None:
-            params["status"] = status
-        if request_id is not None:
-            params["request_id"] = request_id
-        if payloads:
-            params["expand"] = "payloads"
-        records: list[RequestRecord] = []
-        seen: set[str] = set()
-        cursor: str | None = None
-        for _ in range(_REQUEST_LIST_MAX_PAGES):
-            page = await self._request_page(params | ({"cursor": cursor} if cursor else {}))
-            records.extend(page.items)
-            if not page.has_more or page.next_cursor is None:
-                return records
-            if page.next_cursor in seen:
-                raise FalError(f"fal's request list repeated the cursor {page.next_cursor!r}")
-            seen.add(page.next_cursor)
-            cursor = page.next_cursor
-        raise FalError(f"fal's request list ran past {_REQUEST_LIST_MAX_PAGES} pages")
-
-    async def _request_page(self, params: dict[str, str]) -> RequestPage:
-        url = f"{self._api_url}{_REQUEST_LIST_PATH}"
-        try:
-            response = await self._transport.send("GET", url, Call(), params=params)
-        except FalAuthError as exc:
-            if exc.status not in (401, 403):
-                raise  # no key configured: nothing was asked
-            raise FalRequestListForbidden(
-                exc.message, status=exc.status, error_type=exc.error_type, detail=exc.detail
-            ) from exc
-        return parse_request_page(self._transport.json(response))
+        query = RequestQuery(
+            endpoint_id=endpoint_id or self._app_id,
+            start=start,
+            end=end,
+            request_id=request_id,
+            status=status,
+            payloads=payloads,
+            page_size=page_size,
+        )
+        return await list_requests(self._transport, self._api_url, query)
 
     # -- storage and downloads ------------------------------------------------------------------
 

@@ -291,18 +291,8 @@ def _retryable_hint(headers: Mapping[str, str]) -> bool | None:
     return None
 
 
-def error_from_response(
-    status: int,
-    body: object,
-    headers: Mapping[str, str],
-    *,
-    request_id: str | None = None,
-) -> FalError:
-    """The typed error for a non-2xx answer; ``body`` is the parsed JSON or the raw text.
-
-    Both shapes fal uses are understood: ``{"detail": [{loc, msg, type, url}, ...]}`` and the
-    flat ``{"detail": "...", "error_type": "..."}`` (plus the ``X-Fal-Error-Type`` header).
-    """
+def _detail_and_type(body: object, headers: Mapping[str, str]) -> tuple[object, str | None]:
+    """fal's ``detail`` and ``error_type`` from whichever body shape it sent."""
     detail: object = None
     error_type: str | None = None
     if isinstance(body, dict):
@@ -317,46 +307,77 @@ def error_from_response(
             detail = text if isinstance(text, str) else None
             nested_type = nested.get("type")
             error_type = error_type or (nested_type if isinstance(nested_type, str) else None)
-    error_type = error_type or _header(headers, "x-fal-error-type")
-    field_errors = parse_field_errors(detail)
-    if field_errors:
-        message = "; ".join(str(e) for e in field_errors)
-        error_type = error_type or field_errors[0].type
-    elif isinstance(detail, str):
-        message = detail
-    elif isinstance(body, str) and body.strip():
-        message = body.strip()[:300]
-    elif body is not None and not isinstance(body, str):
-        message = json.dumps(body)[:300]
-    else:
-        message = f"HTTP {status}"
+    return detail, error_type or _header(headers, "x-fal-error-type")
 
+
+def _message(status: int, body: object, detail: object, field_errors: list[FieldError]) -> str:
+    """One line saying what went wrong, from the most specific thing fal sent."""
+    if field_errors:
+        return "; ".join(str(e) for e in field_errors)
+    if isinstance(detail, str):
+        return detail
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:300]
+    if body is not None and not isinstance(body, str):
+        return json.dumps(body)[:300]
+    return f"HTTP {status}"
+
+
+def _is_retryable(status: int, headers: Mapping[str, str]) -> bool:
+    """fal's hint when it gave one; else transient codes, unless the caller's own timeout hit."""
     hint = _retryable_hint(headers)
+    if hint is not None:
+        return hint
     transient = status in (408, 429) or status >= 500
     timeout_by_user = _header(headers, "x-fal-request-timeout-type") is not None
-    retryable = hint if hint is not None else transient and not timeout_by_user
+    return transient and not timeout_by_user
 
-    fields: dict[str, Any] = {
-        "status": status,
-        "error_type": error_type,
-        "detail": detail,
-        "request_id": request_id,
-        "retryable": retryable,
-    }
+
+def _error_class(
+    status: int, error_type: str | None, field_errors: list[FieldError]
+) -> type[FalError]:
+    """The most specific class for this answer; the order of the checks is the precedence."""
     flagged = any(e.type == CONTENT_POLICY_TYPE for e in field_errors)
     if flagged or error_type == CONTENT_POLICY_TYPE:
-        return FalContentPolicyError(message, **fields)
+        return FalContentPolicyError
     if status in (401, 403):
-        return FalAuthError(message, **fields)
+        return FalAuthError
     if error_type in _TIMEOUT_TYPES or status in (408, 504):
-        return FalTimeoutError(message, **fields)
+        return FalTimeoutError
     if error_type in _CANCELLED_TYPES or status == 499:
-        return FalCancelledError(message, **fields)
+        return FalCancelledError
     if status == 422:
-        return FalValidationError(message, **fields)
+        return FalValidationError
     if status == 429 or status >= 500:
-        return FalUnavailableError(message, **fields)
-    return FalError(message, **fields)
+        return FalUnavailableError
+    return FalError
+
+
+def error_from_response(
+    status: int,
+    body: object,
+    headers: Mapping[str, str],
+    *,
+    request_id: str | None = None,
+) -> FalError:
+    """The typed error for a non-2xx answer; ``body`` is the parsed JSON or the raw text.
+
+    Both shapes fal uses are understood: ``{"detail": [{loc, msg, type, url}, ...]}`` and the
+    flat ``{"detail": "...", "error_type": "..."}`` (plus the ``X-Fal-Error-Type`` header).
+    """
+    detail, error_type = _detail_and_type(body, headers)
+    field_errors = parse_field_errors(detail)
+    if field_errors:
+        error_type = error_type or field_errors[0].type
+    cls = _error_class(status, error_type, field_errors)
+    return cls(
+        _message(status, body, detail, field_errors),
+        status=status,
+        error_type=error_type,
+        detail=detail,
+        request_id=request_id,
+        retryable=_is_retryable(status, headers),
+    )
 
 
 def error_from_status(
