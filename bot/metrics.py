@@ -47,6 +47,7 @@ class Metrics:
     """Counters the code updates as things happen, plus a snapshot refreshed per scrape."""
 
     def __init__(self) -> None:
+        # Kept whole: flat declarations, no logic, read best as one catalogue of what we export.
         self.registry = CollectorRegistry()
         self.fal_job_seconds = Histogram(
             "flexbot_fal_job_seconds",
