@@ -267,7 +267,7 @@ def test_engine_survives_random_sigkills(tmp_path: Path, procs: Procs) -> None:
         worker = procs.spawn("worker", worker_args(data_dir, fal_url))
         ready = read_line(worker.stdout, worker, timeout=60)
         assert ready == "ready", f"worker did not start ({ready!r}):\n{worker_log_tail(data_dir)}"
-        delay = rng.uniform(0.0, 1.0)
+        delay = rng.uniform(0.0, 0.6)  # short runs: 200 jobs outlast 24 kills on a fast machine
         time.sleep(delay)
         if worker.poll() is not None:
             finished_early = True  # all jobs final before this kill: nothing more to crash
@@ -399,7 +399,12 @@ def test_engine_survives_random_sigkills(tmp_path: Path, procs: Procs) -> None:
             assert p.nsfw, (jid, job["failure_reason"])
         assert job["submit_attempts"] <= 2, jid
     faulted = reasons["fal fault"]
-    assert faulted <= MAX_FAULTED, f"{faulted} jobs failed at fal; {MAX_FAULTED} faults injected"
+    fal_faults = [
+        (jid, r["failure_reason"])
+        for jid, r in jobs.items()
+        if r["state"] == "failed" and _reason_kind(r["failure_reason"]) == "fal fault"
+    ]
+    assert faulted <= MAX_FAULTED, f"{MAX_FAULTED} faults injected, {faulted} failed: {fal_faults}"
 
     # -- delivered exactly once (by key), reposts only after a restart found the job fetched -----
     for jid, job in jobs.items():
@@ -463,6 +468,9 @@ def _reason_kind(reason: str | None) -> str:
         return "result lost at fal"
     if "two tries" in text:
         return "lost submits"
+    if "could not make this edit; nothing was charged" in text:
+        # fal's list says the request failed (a refusal) and its answer expired in an outage.
+        return "refused, answer expired"
     return "fal fault"
 
 
