@@ -417,6 +417,45 @@ async def bench_requests(processing_time: float) -> dict[str, Any]:
     return {"engine": engine, "polling": polling, "processing_time": processing_time}
 
 
+STATUS_ROUTES = frozenset({"status", "stream"})
+STATUS_REQUESTS_TARGET = 1.0  # status requests per job with the stream
+LAG_JOBS = 40
+
+
+async def completed_to_stored(processing_time: float, **settings: Any) -> dict[str, Any]:
+    """For LAG_JOBS jobs: seconds from fal's COMPLETED (the fake's end time) to the result stored
+    (the job's finished_at), and status requests per job."""
+    with tempfile.TemporaryDirectory(prefix="flexbot-bench-") as tmp:
+        async with (
+            FakeFal(processing_time=processing_time, concurrency=8) as fake,
+            engine_kit(Path(tmp), fake.url, **NO_CAPS, fal_concurrency=8, **settings) as kit,
+        ):
+            ids = [
+                await submit(kit, user % 8, f"lag {user}", await tiny_input(kit, 1000 + user))
+                for user in range(LAG_JOBS)
+            ]
+            lags = []
+            for job_id in ids:
+                job = await kit.engine.wait_for_state(job_id, timeout=processing_time * 10 + 60)
+                fal_job = fake.jobs[job.fal_request_id or ""]
+                assert fal_job.ended_wall is not None
+                assert job.finished_at is not None
+                lags.append(job.finished_at - fal_job.ended_wall)
+            status = sum(1 for r in fake.requests if r.route in STATUS_ROUTES)
+            return {
+                "p50_ms": pct(lags, 50) * 1e3,
+                "p99_ms": pct(lags, 99) * 1e3,
+                "status_per_job": status / LAG_JOBS,
+            }
+
+
+async def bench_lag(processing_time: float) -> dict[str, Any]:
+    """COMPLETED -> stored, with the stream (as shipped) and polling instead."""
+    stream = await completed_to_stored(processing_time, **SHIPPED_POLL)
+    polling = await completed_to_stored(processing_time, **POLLING)
+    return {"stream": stream, "polling": polling, "processing_time": processing_time}
+
+
 # -- (e) fair and work-conserving ----------------------------------------------------------------
 
 #: Fast polling, a stand-in for fal's status stream: a slot frees when fal finishes, so the rows
@@ -583,6 +622,7 @@ def report(
     c: dict[str, Any],
     r: dict[str, Any],
     d: dict[str, Any],
+    lag: dict[str, Any],
     e: dict[str, Any],
 ) -> None:
     ratio = a["fifo"] / a["ours"] if a["ours"] > 0 else float("inf")
@@ -633,6 +673,21 @@ def report(
             f"{d['polling']['total']} polling instead",
             f"<= {REQUESTS_PER_JOB_HIGH} is fine",
             "info" if d["engine"]["total"] <= REQUESTS_PER_JOB_HIGH else "HIGH",
+        ),
+        (
+            f"(d) status requests per job, {LAG_JOBS} jobs",
+            f"{lag['stream']['status_per_job']:.2f} (status stream)",
+            f"{lag['polling']['status_per_job']:.2f} polling instead",
+            f"<= {STATUS_REQUESTS_TARGET:g}",
+            verdict(lag["stream"]["status_per_job"] <= STATUS_REQUESTS_TARGET),
+        ),
+        (
+            f"(d) fal COMPLETED -> result stored, {lag['processing_time']:g} s jobs",
+            f"p50 {lag['stream']['p50_ms']:.0f} ms",
+            f"p99 {lag['stream']['p99_ms']:.0f} ms; polling p50 "
+            f"{lag['polling']['p50_ms']:.0f}, p99 {lag['polling']['p99_ms']:.0f} ms",
+            "as low as it goes",
+            "info",
         ),
         (
             f"(e) a lone member's 20 jobs, 2 slots, {LONE_FAL['processing_time']:g} s fal",
@@ -745,10 +800,12 @@ async def main(quick: bool) -> None:
     r = bench_rss()
     print("(d) fal requests for a 20 s job (takes ~20 s) ...", file=sys.stderr)
     d = await bench_requests(20.0)
+    print("(d) COMPLETED -> stored, status requests per job ...", file=sys.stderr)
+    lag = await bench_lag(2.0)
     print("(e) sharing slots, ours and FIFO (takes a few minutes) ...", file=sys.stderr)
     with stamina.set_testing(True, attempts=1000, cap=True):
         e = await bench_sharing(1 if quick else 3)
-    report(a, b, b_stub, c, r, d, e)
+    report(a, b, b_stub, c, r, d, lag, e)
 
 
 if __name__ == "__main__":
