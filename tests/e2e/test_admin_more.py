@@ -158,3 +158,18 @@ async def test_without_sync_guilds_commands_are_registered_globally(
     assert "global command(s)" in process.log()
     it = await discord.slash("usage", user=discord.alice)
     assert (await it.wait_for_original(lambda m: bool(m.files))).ephemeral
+
+
+async def test_an_edit_refused_for_its_budget_downloads_and_stores_nothing(
+    discord: FakeDiscord, flexbot: FlexbotRun
+) -> None:
+    refused = await edit(discord)
+    assert "daily budget" in refused.content
+    assert discord.cdn_downloads == []  # refused from the declared size, before downloading
+    blobs = flexbot.data_dir / "blobs"
+    assert not blobs.exists() or not [p for p in blobs.rglob("*") if p.is_file()]
+    assert flexbot.query("SELECT * FROM blobs") == []
+    # The same edit, once it fits, downloads its image (the check above is not vacuous).
+    await admin(discord, "credit grant", member=discord.alice, amount="1.00")
+    assert "job #1" in (await edit(discord)).content
+    assert discord.cdn_downloads

@@ -756,6 +756,7 @@ class RestApi:
     # ------------------------------------------------------------------ CDN
     async def cdn(self, request: web.Request) -> web.Response:
         """Serve attachment bytes; a URL past its `ex` time on the fake clock is gone."""
+        self.fake.cdn_downloads.append(request.path)
         parts = request.path.split("/")
         att = None
         if len(parts) == 5 and parts[3].isdigit():

@@ -92,6 +92,8 @@ class FakeDiscord:
         self.ids = Snowflakes(self.clock)
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
+        #: Paths of attachment downloads from the CDN (the bot fetching members' uploads).
+        self.cdn_downloads: list[str] = []
         self.unknown_routes: list[str] = []
         self.internal_errors: list[str] = []
         # Every REST request is checked against Discord's OpenAPI description; a violation is
