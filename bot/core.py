@@ -3,7 +3,7 @@
 ``open_core(settings)`` builds everything once, inside ``async with`` blocks, and closes it in
 reverse order: the database, the blob store, the fal client (the real fal, or the bundled fake for
 a dry run), the image pool, the engine, the admin policy and the periodic reconciliation with
-fal's request list (:class:`~bot.reconcile.Reconciler`; off for one-shot commands). Front ends
+fal's request list (:class:`~bot.reconcile.PeriodicCheck`; off for one-shot commands). Front ends
 (the Discord bot, the ``flexbot edit`` terminal) take the :class:`Core` and start the engine with
 their own :class:`~bot.engine.delivery.Delivery`; nothing else builds a core part a second time.
 """
@@ -21,7 +21,7 @@ from bot.engine.engine import Engine
 from bot.fal.client import FalClient
 from bot.images import ImageLimits, ImageProcessor
 from bot.params import ParamLimits
-from bot.reconcile import Reconciler
+from bot.reconcile import PeriodicCheck
 from bot.secret import Secret
 from bot.settings import Settings
 from bot.store.blobs import BlobStore
@@ -55,7 +55,7 @@ class Core:
     admin: Admin
     param_limits: ParamLimits
     dry_run: bool
-    reconciler: Reconciler
+    reconciler: PeriodicCheck
 
 
 @contextlib.asynccontextmanager
@@ -106,7 +106,7 @@ async def open_core(
         )
         engine = Engine(db=db, blobs=BlobStore(settings.blob_dir), fal=client, settings=settings)
         stack.push_async_callback(engine.stop)
-        reconciler = Reconciler(db, client, settings, engine.metrics, engine.clock)
+        reconciler = PeriodicCheck(db, client, settings, engine.metrics, engine.clock)
         if reconcile:
             reconciler.start()
             stack.push_async_callback(reconciler.stop)  # before the engine and fal client close

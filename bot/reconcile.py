@@ -10,7 +10,7 @@ answer was lost, so it is compared with the jobs Flexbot sent, over a period:
 
 fal's list carries no price: ``bot.reconcile_pricing`` prices a request from its payloads, and
 ``bot.reconcile_compare`` compares (pure). This module reads both sides for a period
-(``reconcile``); ``Reconciler`` runs the same check every ``reconcile_interval_minutes`` in the
+(``reconcile``); ``PeriodicCheck`` runs the same check every ``reconcile_interval_minutes`` in the
 bot.
 """
 
@@ -44,10 +44,10 @@ __all__ = [
     "CheckSummary",
     "FalPrice",
     "Orphan",
+    "PeriodicCheck",
     "PriceDifference",
     "Pricing",
     "ReconcileReport",
-    "Reconciler",
     "Size",
     "compare",
     "price_request",
@@ -110,7 +110,7 @@ class CheckSummary:
         return self.orphans + self.unlisted + self.price_differences
 
 
-class Reconciler:
+class PeriodicCheck:
     """Runs ``reconcile`` over this UTC month so far every ``reconcile_interval_minutes``."""
 
     def __init__(

@@ -13,7 +13,7 @@ from bot.core import FalBackend, open_core
 from bot.fal.client import FalClient
 from bot.fal.fake import FakeFal
 from bot.metrics import Metrics
-from bot.reconcile import Reconciler
+from bot.reconcile import PeriodicCheck
 from bot.secret import Secret
 from bot.store.db import Database
 from cogs.admin.render import render_reconcile
@@ -38,7 +38,7 @@ async def test_an_orphan_shows_in_the_gauges_and_only_the_owner_sees_it(
     settings = make_settings(tmp_path)
     metrics = Metrics()
     async with await Database.open(settings.database_path) as db:
-        reconciler = Reconciler(db, fal_client, settings, metrics, time.time)
+        reconciler = PeriodicCheck(db, fal_client, settings, metrics, time.time)
         report = await reconciler.run_once()
     assert report is not None
     assert len(report.orphans) == 1
@@ -66,7 +66,7 @@ async def test_a_key_refused_the_list_is_logged_with_the_fix_and_zeroes_the_gaug
     metrics = Metrics()
     fake_fal.inject("requests", "401")
     async with await Database.open(settings.database_path) as db:
-        reconciler = Reconciler(db, fal_client, settings, metrics, time.time)
+        reconciler = PeriodicCheck(db, fal_client, settings, metrics, time.time)
         with caplog.at_level(logging.ERROR, logger="bot.reconcile"):
             assert await reconciler.run_once() is None
     [record] = [r for r in caplog.records if r.name == "bot.reconcile"]
