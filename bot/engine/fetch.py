@@ -84,6 +84,10 @@ async def _result(
                 continue
             if ctx.stopping.is_set() and exc.retryable:
                 return None  # still running: fetched after the restart
+            if exc.retryable:
+                # fal said COMPLETED, so it ran and billed the job; its result would not come.
+                await lost(ctx, job, None, cancelled=cancelled, timed_out=timed_out)
+                return None
             await ctx.ended_without_result(job, exc.user_message, cancelled, timed_out)
             return None
     raise AssertionError("unreachable: the last attempt returns")

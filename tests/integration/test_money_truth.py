@@ -270,3 +270,21 @@ async def test_a_result_that_expired_during_an_outage_is_charged_and_explained(
     assert job.held_micros == 0
     assert kit.engine.metrics.fal_results_lost._value.get() == 1
     assert usage.user_day == usage.user_month == fake.billed_micros  # the caps count it
+
+
+async def test_a_result_fal_keeps_failing_to_hand_over_is_charged_what_fal_billed(
+    tmp_path: Path, fake: FakeFal
+) -> None:
+    # fal reported COMPLETED (it ran the job and bills it), then its result endpoint answers 500
+    # on every try: the edit is lost, but the money fal billed must still be in the ledger.
+    fake.inject("result", "500", times=1000)
+    delivery = RecordingDelivery()
+    async with engine_kit(tmp_path, fake.url, clock=fake.now, delivery=delivery) as kit:
+        ticket = await kit.submit(prompt="never handed over", image_size=ImageSize("square"))
+        job = await kit.wait_final(ticket.job_id)
+        spent = ledger_spend(kit.settings.database_path)
+    assert job.state == JobState.FAILED
+    [notice] = delivery.failures[ticket.job_id]
+    assert "result was lost" in notice
+    assert spent == job.charged_micros == fake.billed_micros > 0
+    assert job.held_micros == 0
