@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from bot.model import Job, JobState, LedgerKind
 from bot.store import jobs as jobs_repo
@@ -57,22 +58,29 @@ class Settlement:
         reason: str,
         *,
         notice: str | None = None,
+        cost: int | None = None,
     ) -> bool:
         """Move ``job`` from one of ``from_states`` to a final state; True when this call did.
 
         ``reason`` is stored as the failure reason. Whatever the job still holds is released in
-        the same transaction. ``notice`` (None: no notice) goes to the member afterwards; a
-        failure to tell them is logged, never raised, since the job has ended either way.
+        the same transaction, and ``cost`` (what fal billed for a job that ends without a
+        result) is charged there too. ``notice`` (None: no notice) goes to the member
+        afterwards; a failure to tell them is logged, never raised, since the job has ended
+        either way.
         """
         now = self.clock()
         # A fetched job keeps the finish time of its fal run (the ETA statistics use it).
-        finished = {} if JobState.FETCHED in from_states else {"finished_at": now}
+        changes: dict[str, Any] = {} if JobState.FETCHED in from_states else {"finished_at": now}
+        if cost is not None:
+            changes["cost_micros"] = cost
         async with self.db.transaction() as tx:
             won = await jobs_repo.transition(
-                tx, job.id, from_states, to_state, failure_reason=reason, **finished
+                tx, job.id, from_states, to_state, failure_reason=reason, **changes
             )
             if won:
                 await release(tx, job, now)
+                if cost is not None:
+                    await charge(tx, job, cost, now)
         if not won:
             return False
         await self.on_change(to_state)
@@ -126,25 +134,6 @@ class Settlement:
         not their fault, but the caps are what keep the owner's fal bill within bounds, and
         they only can if every dollar fal bills counts (``flexbot reconcile`` checks the same
         sum)."""
-        now = self.clock()
-        async with self.db.transaction() as tx:
-            won = await jobs_repo.transition(
-                tx,
-                job.id,
-                [JobState.RUNNING],
-                JobState.FAILED,
-                failure_reason=notice,
-                cost_micros=cost,
-                finished_at=now,
-            )
-            if won:
-                await release(tx, job, now)
-                await charge(tx, job, cost, now)
-        if not won:
-            return False
-        await self.on_change(JobState.FAILED)
-        try:
-            await self.tell(replace(job, state=JobState.FAILED), notice)
-        except Exception:  # the job has ended; a lost notice must not undo that
-            log.warning("job=%s could not tell the member", job.id, exc_info=True)
-        return True
+        return await self.end_job(
+            job, [JobState.RUNNING], JobState.FAILED, notice, notice=notice, cost=cost
+        )
