@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from bot.errors import ConfigError
 from bot.model import usd
 from bot.secret import Secret
 from bot.settings_example import example_text
@@ -78,6 +80,27 @@ class Settings:
         "(the environment wins over it).",
     )
 
+    database_url: str | None = _opt(
+        None,
+        "Where the database lives: unset = <data_dir>/flexbot.db (SQLite, one process); a file "
+        "path or sqlite:///path; or postgresql://user@host/db for several processes (keep the "
+        "password out of it: PGPASSWORD or a ~/.pgpass file).",
+        section="database",
+    )
+    worker_name: str | None = _opt(
+        None,
+        "This process's name in the shared queue (PostgreSQL); unset = host name and pid.",
+        section="database",
+    )
+    worker_lease_seconds: float = _opt(
+        30.0,
+        "PostgreSQL: how long a process's claim on a job lasts without a heartbeat; a job of a "
+        "process that died is taken over by another after this long (heartbeats every third of it).",
+        lo=3,
+        hi=3600,
+        section="database",
+    )
+
     # discord
     discord_api_base: str | None = _opt(
         None,
@@ -91,6 +114,19 @@ class Settings:
         [],
         "Guild ids to register commands in instantly; empty = global registration "
         "(can take up to an hour to appear).",
+        section="discord",
+    )
+    shard_count: int | None = _opt(
+        None,
+        "Discord shards the whole bot runs (required past 2,500 servers); unset = one process "
+        "runs every shard Discord recommends.",
+        lo=1,
+        hi=1_000_000,
+        section="discord",
+    )
+    shard_ids: tuple[int, ...] = _opt(
+        [],
+        "The shards this process runs (each below shard_count); empty = all of them.",
         section="discord",
     )
     allow_dms: bool = _opt(
@@ -334,9 +370,35 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, metadata={"internal": True})
     config_path: Path | None = field(default=None, metadata={"internal": True})
 
+    def __post_init__(self) -> None:
+        if self.database_url is not None and not _known_database(self.database_url):
+            raise ConfigError(
+                "database_url",
+                self.sources.get("database_url", "default"),
+                redact_url(self.database_url),
+                "a file path, sqlite:///path or postgresql://user@host/db",
+            )
+        bad = [n for n in self.shard_ids if self.shard_count is None or n >= self.shard_count]
+        if bad:
+            raise ConfigError(
+                "shard_ids",
+                self.sources.get("shard_ids", "default"),
+                list(self.shard_ids),
+                "shard numbers below shard_count (which must be set)",
+            )
+
+    @property
+    def postgres(self) -> bool:
+        """True when the database is a PostgreSQL server several processes may share."""
+        return self.database_url is not None and self.database_url.startswith(_POSTGRES)
+
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "flexbot.db"
+        """The SQLite file (meaningless when :attr:`postgres`)."""
+        url = self.database_url
+        if url is None:
+            return self.data_dir / "flexbot.db"
+        return Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url)
 
     @property
     def blob_dir(self) -> Path:
@@ -376,9 +438,28 @@ class Settings:
         return rows
 
 
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+def _known_database(url: str) -> bool:
+    return url.startswith(_POSTGRES) or "://" not in url or url.startswith("sqlite:///")
+
+
+def redact_url(url: str) -> str:
+    """A database URL with any password in it replaced, fit for logs and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def _show(f: Any, value: Any) -> str:
     if f.metadata.get("secret"):
         return "set" if value else "not set"
+    if f.name == "database_url" and value is not None:
+        return redact_url(value)
     if f.metadata.get("money"):
         return UNLIMITED if value is None else usd(value)
     return str(value)
