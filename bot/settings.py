@@ -95,7 +95,8 @@ class Settings:
     worker_lease_seconds: float = _opt(
         30.0,
         "PostgreSQL: how long a process's claim on a job lasts without a heartbeat; a job of a "
-        "process that died is taken over by another after this long (heartbeats every third of it).",
+        "process that died is taken over by another after this long (heartbeats every third "
+        "of it).",
         lo=3,
         hi=3600,
         section="database",

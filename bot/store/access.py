@@ -19,8 +19,10 @@ async def set_blocked(
     if blocked:
         await execute(
             tx,
-            "INSERT OR REPLACE INTO blocks (guild_id, user_id, blocked_by, reason, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO blocks (guild_id, user_id, blocked_by, reason, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id) DO UPDATE SET"
+            " blocked_by = excluded.blocked_by, reason = excluded.reason,"
+            " created_at = excluded.created_at",
             (guild_id, user_id, actor, reason, time.time()),
         )
     else:
@@ -52,8 +54,10 @@ async def set_paused(
     if paused:
         await execute(
             tx,
-            "INSERT OR REPLACE INTO pauses (guild_id, paused_by, reason, created_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO pauses (guild_id, paused_by, reason, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET"
+            " paused_by = excluded.paused_by, reason = excluded.reason,"
+            " created_at = excluded.created_at",
             (guild_id, actor, reason, time.time()),
         )
     else:

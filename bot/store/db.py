@@ -1,4 +1,5 @@
-"""The SQLite connection: WAL, foreign keys, numbered migrations, write transactions.
+"""The database connection: SQLite here (WAL, foreign keys, numbered migrations, write
+transactions); PostgreSQL in :mod:`bot.store.postgres`, behind the same functions.
 
 Code outside ``bot/store/`` never touches the connection. It passes a ``Database`` to the store's
 read functions and a ``Tx`` (from ``async with db.transaction() as tx``) to its write functions,
@@ -32,10 +33,10 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 REBUILD_MARKER = "-- flexbot: foreign-keys-off"
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, file name, SQL) for every bundled migration, in order."""
+def migrations(folder: str = "migrations") -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) for every bundled migration of one backend, in order."""
     found = []
-    for entry in resources.files("bot.store").joinpath("migrations").iterdir():
+    for entry in resources.files("bot.store").joinpath(folder).iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
@@ -65,22 +66,64 @@ def _private_files(path: Path) -> None:
             os.chmod(name, FILE_MODE)
 
 
+#: What a row from either backend offers: ``row["column"]``, ``row[0]`` and iteration.
+Row = Any
+
+#: The two SQL dialects the store speaks; the SQL is written once, in SQLite's ``?`` style.
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+
+
 class Tx:
     """An open write transaction; pass it to the store's write functions."""
+
+    dialect = SQLITE
+
+    __slots__ = ()
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        raise NotImplementedError
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+        raise NotImplementedError
+
+    async def insert(self, sql: str, args: Sequence[Any]) -> int:
+        raise NotImplementedError
+
+
+class SqliteTx(Tx):
+    """A SQLite write transaction on the process's one connection."""
 
     __slots__ = ("conn",)
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        return list(await self.conn.execute_fetchall(sql, args))
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+        cur = await self.conn.execute(sql, args)
+        return cur.rowcount
+
+    async def insert(self, sql: str, args: Sequence[Any]) -> int:
+        cur = await self.conn.execute(sql, args)
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
 
 class Database:
-    """One aiosqlite connection, used by every repository in this process.
+    """The store's connection to its database: SQLite here, PostgreSQL in :mod:`.postgres`.
 
-    SQLite allows one writer at a time; money-moving work runs in ``transaction()`` which takes the
-    write lock up front (``BEGIN IMMEDIATE``) so two transactions can never interleave a check and
-    an insert.
+    SQLite (this class) is one aiosqlite connection used by every repository in this process.
+    SQLite allows one writer at a time; money-moving work runs in ``transaction()`` which takes
+    the write lock up front (``BEGIN IMMEDIATE``) so two transactions can never interleave a check
+    and an insert. The PostgreSQL backend keeps that same guarantee across processes.
     """
+
+    dialect = SQLITE
+    #: Whether several processes may share this database (and its queue).
+    shared = False
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
@@ -88,6 +131,10 @@ class Database:
         # The connection is shared by every task; this keeps one task's transaction from
         # swallowing another task's statements.
         self._write_lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        """Where the data is, for logs (never a password)."""
+        return str(self.path)
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -120,6 +167,9 @@ class Database:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        return list(await self.conn.execute_fetchall(sql, args))
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query (the health check)."""
@@ -177,38 +227,41 @@ class Database:
         async with self._write_lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(self.conn)
+                yield SqliteTx(self.conn)
             except BaseException:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Periodic work only one process may do at a time (retention, reconciliation): yields
+        whether this process holds it. One process owns a SQLite database, so always True."""
+        yield True
 
 
 #: What a read goes through: the database, or the transaction it must see the writes of.
 Reader = Database | Tx
 
 
-async def fetch_all(src: Reader, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    """Run a query and return every row in one hop to the database thread."""
-    return list(await src.conn.execute_fetchall(sql, args))
+async def fetch_all(src: Reader, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+    """Run a query and return every row in one hop to the database."""
+    return await src.fetch(sql, args)
 
 
-async def fetch_one(src: Reader, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
-    rows = await fetch_all(src, sql, args)
+async def fetch_one(src: Reader, sql: str, args: Sequence[Any] = ()) -> Row | None:
+    rows = await src.fetch(sql, args)
     return rows[0] if rows else None
 
 
 async def execute(tx: Tx, sql: str, args: Sequence[Any] = ()) -> int:
     """Run one write statement inside a transaction; the number of rows it changed."""
-    cur = await tx.conn.execute(sql, args)
-    return cur.rowcount
+    return await tx.execute(sql, args)
 
 
 async def insert(tx: Tx, sql: str, args: Sequence[Any] = ()) -> int:
-    """Run one INSERT inside a transaction; the new row's id."""
-    cur = await tx.conn.execute(sql, args)
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    """Run one INSERT into a table with an ``id`` column inside a transaction; the new id."""
+    return await tx.insert(sql, args)
 
 
 def inspect_file(path: Path) -> tuple[int, str]:

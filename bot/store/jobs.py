@@ -12,11 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from bot.model import EditParams, Job, JobState, LedgerKind, Origin
 from bot.store import ledger
-from bot.store.db import Reader, Tx, execute, fetch_all, fetch_one, insert
+from bot.store.db import Reader, Row, Tx, execute, fetch_all, fetch_one, insert
 
 _COLUMNS = (
     "id, state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id, endpoint, params,"
@@ -53,7 +51,7 @@ _UPDATABLE = frozenset(
 )
 
 
-def _job(row: aiosqlite.Row) -> Job:
+def _job(row: Row) -> Job:
     return Job(
         id=row["id"],
         state=JobState(row["state"]),
@@ -244,7 +242,8 @@ async def count_active(src: Reader, user_id: int) -> tuple[int, int]:
     """(queued, running) jobs of a user; running includes submitting, unsure and fetched."""
     rows = await fetch_all(
         src,
-        "SELECT SUM(state = 'queued'), SUM(state IN ('submitting', 'unsure', 'running', 'fetched'))"
+        "SELECT COUNT(*) FILTER (WHERE state = 'queued'),"
+        " COUNT(*) FILTER (WHERE state IN ('submitting', 'unsure', 'running', 'fetched'))"
         " FROM jobs WHERE user_id = ?"
         " AND state IN ('queued', 'submitting', 'unsure', 'running', 'fetched')",
         (user_id,),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.db import Reader, fetch_all
+from bot.store.db import POSTGRESQL, Reader, fetch_all
 
 # Per job, from the ledger: charge - refund + (reserve - release).
 _LEDGER_NET = (
@@ -86,10 +86,15 @@ async def spend_by_day(
 ) -> dict[int, int]:
     """Spend per day index (0 = the day starting at ``since``, UTC days of 86,400 s)."""
     where, args = _where(since, until, guild_id, user_id)
+    # SQLite's CAST truncates (the floor, as created_at >= since); PostgreSQL's rounds.
+    day = (
+        "CAST(FLOOR((created_at - ?) / 86400) AS BIGINT)"
+        if src.dialect == POSTGRESQL
+        else "CAST((created_at - ?) / 86400 AS INTEGER)"
+    )
     rows = await fetch_all(
         src,
-        "SELECT CAST((created_at - ?) / 86400 AS INTEGER) AS d,"
-        " SUM(held_micros + charged_micros) FROM jobs" + where + " GROUP BY d",
+        f"SELECT {day} AS d, SUM(held_micros + charged_micros) FROM jobs" + where + " GROUP BY d",
         [since, *args],
     )
     return {int(r[0]): int(r[1]) for r in rows}
@@ -121,8 +126,9 @@ async def totals(
     where, args = _where(since, until, guild_id, user_id)
     rows = await fetch_all(
         src,
-        "SELECT COUNT(*), SUM(state = 'delivered'), SUM(state = 'failed'),"
-        " SUM(state = 'cancelled'), SUM(held_micros), SUM(charged_micros) FROM jobs" + where,
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE state = 'delivered'),"
+        " COUNT(*) FILTER (WHERE state = 'failed'), COUNT(*) FILTER (WHERE state = 'cancelled'),"
+        " SUM(held_micros), SUM(charged_micros) FROM jobs" + where,
         args,
     )
     row = rows[0] if rows else None

@@ -8,7 +8,7 @@ import pytest
 
 from bot.errors import SchemaTooNew
 from bot.store.blobs import BlobStore
-from bot.store.db import Database, migrations
+from bot.store.db import Database, execute, migrations
 
 
 async def test_fresh_database_is_migrated_with_wal_and_foreign_keys(tmp_path: Path) -> None:
@@ -62,9 +62,10 @@ async def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "f.db") as db:
         with pytest.raises(RuntimeError):  # noqa: PT012 - the raise must happen mid-transaction
             async with db.transaction() as tx:
-                await tx.conn.execute(
+                await execute(
+                    tx,
                     "INSERT INTO blobs (sha256, size, content_type, created_at)"
-                    " VALUES ('b', 1, 'x', 0)"
+                    " VALUES ('b', 1, 'x', 0)",
                 )
                 raise RuntimeError("boom")
         async with db.conn.execute("SELECT count(*) FROM blobs") as cur:
@@ -94,9 +95,10 @@ async def test_database_files_are_private_whatever_the_umask(tmp_path: Path) -> 
     try:
         async with await Database.open(data_dir / "flexbot.db") as db:
             async with db.transaction() as tx:
-                await tx.conn.execute(
+                await execute(
+                    tx,
                     "INSERT INTO blobs (sha256, size, content_type, created_at)"
-                    " VALUES ('c', 1, 'x', 0)"
+                    " VALUES ('c', 1, 'x', 0)",
                 )
             assert await db.ping()
             modes = {

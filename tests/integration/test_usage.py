@@ -14,7 +14,7 @@ from bot.admin import Admin
 from bot.engine import usage
 from bot.fal.fake import FakeFal
 from bot.model import MICROS_PER_USD, JobState, JobTicket, Requester
-from bot.store.db import Database
+from bot.store.db import Database, execute
 from tests.support.engine_kit import Kit, engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
@@ -44,8 +44,8 @@ async def finished(kit: Kit, user: int, channel: int = 100, **params: object) ->
     await kit.wait_final(ticket.job_id)
     if channel != 100:
         async with kit.db.transaction() as tx:
-            await tx.conn.execute(
-                "UPDATE jobs SET channel_id = ? WHERE id = ?", (channel, ticket.job_id)
+            await execute(
+                tx, "UPDATE jobs SET channel_id = ? WHERE id = ?", (channel, ticket.job_id)
             )
     return ticket.job_id
 
@@ -134,8 +134,8 @@ async def test_daily_series_places_older_spend_on_its_day(
         old = await finished(kit, 1)
         await finished(kit, 1)
         async with kit.db.transaction() as tx:
-            await tx.conn.execute(
-                "UPDATE jobs SET created_at = created_at - 3 * 86400 WHERE id = ?", (old,)
+            await execute(
+                tx, "UPDATE jobs SET created_at = created_at - 3 * 86400 WHERE id = ?", (old,)
             )
         job = await kit.job(old)
         series = await usage.daily_series(kit.db, time.time(), user_id=1)
