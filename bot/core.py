@@ -24,7 +24,8 @@ from bot.params import ParamLimits
 from bot.reconcile import PeriodicCheck
 from bot.secret import Secret
 from bot.settings import Settings
-from bot.store.blobs import BlobStore
+from bot.store.blobs import Blobs, BlobStore, DatabaseBlobs
+from bot.store.connect import open_database
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -93,18 +94,18 @@ async def open_core(
     ``reconcile``: run the periodic check against fal's request list (the bot does; a one-shot
     command such as ``flexbot edit`` has no use for it)."""
     async with contextlib.AsyncExitStack() as stack:
-        db = await Database.open(settings.database_path)
+        db = await open_database(settings)
         stack.push_async_callback(db.close)
-        log.info(
-            "database ready at %s (schema %d)", settings.database_path, await db.schema_version()
-        )
+        log.info("database ready at %s (schema %d)", db.describe(), await db.schema_version())
         client, dry_run = await stack.enter_async_context(
             open_fal(settings, fal, fake_processing_time=fake_processing_time)
         )
         images = stack.enter_context(
             ImageProcessor(ImageLimits.from_settings(settings), settings.image_workers)
         )
-        engine = Engine(db=db, blobs=BlobStore(settings.blob_dir), fal=client, settings=settings)
+        # Processes sharing a database share no disk: their images live in it too.
+        blobs: Blobs = DatabaseBlobs(db) if db.shared else BlobStore(settings.blob_dir)
+        engine = Engine(db=db, blobs=blobs, fal=client, settings=settings)
         stack.push_async_callback(engine.stop)
         reconciler = PeriodicCheck(db, client, settings, engine.metrics, engine.clock)
         if reconcile:

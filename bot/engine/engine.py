@@ -69,7 +69,7 @@ from bot.model import (
 from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import jobs as jobs_repo
-from bot.store.blobs import BlobStore
+from bot.store.blobs import Blobs
 from bot.store.db import Database, Tx
 from bot.visibility import visible
 
@@ -85,7 +85,7 @@ class Engine:
         self,
         *,
         db: Database,
-        blobs: BlobStore,
+        blobs: Blobs,
         fal: FalClient,
         settings: Settings,
         delivery: Delivery | None = None,
@@ -366,7 +366,7 @@ class Engine:
         """The job's result image, or None when it has none or retention purged it."""
         if job.output_hash is None:
             return None
-        return await asyncio.to_thread(self.blobs.get, job.output_hash)
+        return await self.blobs.get(job.output_hash)
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
         async with self.db.transaction() as tx:

@@ -3,7 +3,6 @@ inputs of an earlier job (for reruns and remixes) and retention (purging old ima
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
@@ -13,7 +12,7 @@ from bot.model import InputImage, JobState
 from bot.settings import Settings
 from bot.store import images as image_rows
 from bot.store import jobs as jobs_repo
-from bot.store.blobs import BlobStore
+from bot.store.blobs import Blobs
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ class Inputs:
     def __init__(
         self,
         db: Database,
-        blobs: BlobStore,
+        blobs: Blobs,
         fal: FalClient,
         settings: Settings,
         clock: Callable[[], float],
@@ -40,7 +39,7 @@ class Inputs:
 
     async def store(self, data: bytes, width: int, height: int, content_type: str) -> str:
         """Put bytes in the blob store and record them (a re-store refreshes retention)."""
-        sha = await asyncio.to_thread(self.blobs.put, data)  # fsync stays off the event loop
+        sha = await self.blobs.put(data)
         async with self.db.transaction() as tx:
             await image_rows.record_blob(
                 tx, sha, len(data), width, height, content_type, self.clock()
@@ -53,7 +52,7 @@ class Inputs:
         now = self.clock()
         if row and row.fal_url and now - (row.fal_url_at or 0) < FAL_URL_TTL:
             return row.fal_url
-        data = self.blobs.get(sha)
+        data = await self.blobs.get(sha)
         if data is None:
             raise UserError("An input image of this job has been deleted.")
         content_type = row.content_type if row else "image/png"
@@ -76,7 +75,7 @@ class Inputs:
     async def inputs_of(self, hashes: Sequence[str], job_id: int) -> tuple[InputImage, ...]:
         """The images as inputs for a new job; refused when any of them was purged."""
         rows = await self.rows(hashes, job_id)
-        if any(r.deleted or not self.blobs.exists(r.sha256) for r in rows):
+        if any([r.deleted or not await self.blobs.exists(r.sha256) for r in rows]):
             raise UserError(
                 f"The images of job #{job_id} have been deleted (images are kept "
                 f"{self.settings.blob_retention_days:g} days); start a new /edit instead."
@@ -94,7 +93,7 @@ class Inputs:
                 active.add(job.output_hash)
         old = [s for s in await image_rows.blobs_older_than(self.db, cutoff) if s not in active]
         for sha in old:
-            self.blobs.delete(sha)
+            await self.blobs.delete(sha)
             async with self.db.transaction() as tx:
                 await image_rows.mark_deleted(tx, sha, now)
         if old:

@@ -21,7 +21,7 @@ from bot.model import Job, JobState
 from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import jobs as jobs_repo
-from bot.store.blobs import BlobStore
+from bot.store.blobs import Blobs
 from bot.store.db import Database, Tx
 
 TIMEOUT_REASON = "fal took too long to make this edit; nothing was charged. Try again later."
@@ -33,7 +33,7 @@ class RunContext:
 
     db: Database
     fal: FalClient
-    blobs: BlobStore
+    blobs: Blobs
     delivery: Delivery
     settings: Settings
     prices: PriceList

@@ -134,7 +134,7 @@ class JobRun:
         """Post the result, retrying transient errors; it stays fetched if all attempts fail."""
         ctx = self.ctx
         assert job.output_hash is not None
-        image = ctx.blobs.get(job.output_hash)
+        image = await ctx.blobs.get(job.output_hash)
         if image is None:
             await self.undeliverable(job, "the result image is missing from storage")
             return

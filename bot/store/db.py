@@ -222,8 +222,11 @@ class Database:
         await self.conn.execute("COMMIT")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        """A write transaction: committed on success, rolled back on any exception."""
+    async def transaction(self, *, serial: bool = True) -> AsyncIterator[Tx]:
+        """A write transaction: committed on success, rolled back on any exception.
+
+        ``serial=False`` is for writes no check depends on (content-addressed blobs): PostgreSQL
+        runs them beside the serial ones. SQLite has one writer anyway."""
         async with self._write_lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:

@@ -24,10 +24,14 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = PoolConnectionProxy[asyncpg.Record]
 
 from bot.errors import SchemaTooNew, StoreError
 from bot.store.db import POSTGRESQL, Database, Row, Tx, migrations
@@ -35,7 +39,6 @@ from bot.store.db import POSTGRESQL, Database, Row, Tx, migrations
 log = logging.getLogger(__name__)
 
 PG_MIGRATIONS = "migrations_pg"
-Connection = PoolConnectionProxy[asyncpg.Record]
 #: The advisory lock every write transaction takes (an arbitrary constant, "flexbot" in ASCII).
 WRITE_LOCK = 0x666C6578626F74
 #: The advisory lock a migration takes, so that processes starting together migrate once.
@@ -170,10 +173,12 @@ class PostgresDatabase(Database):
         return applied
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        """A write transaction holding the bot-wide write lock (see the module's docstring)."""
+    async def transaction(self, *, serial: bool = True) -> AsyncIterator[Tx]:
+        """A write transaction holding the bot-wide write lock (see the module's docstring);
+        ``serial=False`` skips the lock for writes no check depends on."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+            if serial:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
             yield PgTx(conn)
 
     @asynccontextmanager

@@ -342,7 +342,7 @@ async def test_undeliverable_result_is_kept_and_still_charged(
         assert job.state == JobState.UNDELIVERABLE
         assert job.charged_micros == 100_000
         assert job.output_hash is not None
-        assert kit.engine.blobs.exists(job.output_hash)
+        assert await kit.engine.blobs.exists(job.output_hash)
 
 
 async def test_shutdown_stops_taking_jobs_and_is_bounded(tmp_path: Path, fake_fal: FakeFal) -> None:

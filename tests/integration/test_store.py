@@ -72,16 +72,16 @@ async def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
             assert (await cur.fetchone())[0] == 0
 
 
-def test_blob_store_is_content_addressed_and_atomic(tmp_path: Path) -> None:
+async def test_blob_store_is_content_addressed_and_atomic(tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "blobs")
-    sha = store.put(b"hello")
+    sha = await store.put(b"hello")
     assert sha == hashlib.sha256(b"hello").hexdigest()
-    assert store.put(b"hello") == sha
-    assert store.get(sha) == b"hello"
+    assert await store.put(b"hello") == sha
+    assert await store.get(sha) == b"hello"
     assert store.path(sha).parent.name == sha[:2]
     assert not list(store.path(sha).parent.glob(".tmp-*"))
-    assert store.delete(sha)
-    assert store.get(sha) is None
+    assert await store.delete(sha)
+    assert await store.get(sha) is None
 
 
 def test_blob_store_refuses_paths_that_are_not_hashes(tmp_path: Path) -> None:
