@@ -3,18 +3,25 @@
 The core arrives through the constructor (discord.py ``examples/advanced_startup.py``); the
 engine starts in ``setup_hook`` with the Discord delivery, before commands are registered, so a
 button clicked right after a restart finds the engine running.
+
+The bot is an ``AutoShardedBot``: one process runs every shard (``shard_count`` unset: as many as
+Discord recommends), or the ``shard_ids`` it is given of ``shard_count``, so several processes
+share one bot, each receiving the events of its shards' guilds only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 
 import discord
 from discord.ext import commands
 
 from bot.core import Core
 from cogs.delivery import DiscordDelivery
+from cogs.identify import IdentifyPacer
 from cogs.tree import FlexTree
 
 log = logging.getLogger(__name__)
@@ -23,39 +30,105 @@ log = logging.getLogger(__name__)
 EXTENSIONS = ("cogs.edits.extension", "cogs.members.extension", "cogs.admin.extension")
 
 
-class FlexBot(commands.Bot):
-    """Flexbot on Discord: the core plus the gateway, the command tree and the cogs."""
+class FlexBot(commands.AutoShardedBot):
+    """Flexbot on Discord: the core plus the gateway shards, the command tree and the cogs."""
 
     tree: FlexTree
 
     def __init__(self, core: Core) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels, roles and permissions of the guilds we are in
+        settings = core.settings
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=FlexTree,
+            shard_count=settings.shard_count,
+            # None = every shard. discord.py types the option List[int] yet reads a missing one
+            # as None (shard.py `kwargs.pop('shard_ids', None)`), and documents it Optional.
+            shard_ids=list(settings.shard_ids) or None,  # type: ignore[arg-type]
         )
         self.core = core
-        self.settings = core.settings
-        self.gateway_connected = False
+        self.settings = settings
+        self._live_shards: set[int] = set()
+        self._pacer = IdentifyPacer(time.monotonic)
+        self._identify_concurrency: int | None = None
 
-    async def on_connect(self) -> None:
-        self.gateway_connected = True
+    @property
+    def own_shards(self) -> set[int]:
+        """The shards this process runs; empty until the count is known (Discord's, at launch)."""
+        if self.shard_count is None:
+            return set()
+        return set(self.shard_ids or range(self.shard_count))
 
-    async def on_resumed(self) -> None:
-        self.gateway_connected = True
+    @property
+    def gateway_connected(self) -> bool:
+        """Whether every shard this process runs holds a live gateway session."""
+        own = self.own_shards
+        return bool(own) and own <= self._live_shards
 
-    async def on_disconnect(self) -> None:
-        self.gateway_connected = False
+    @property
+    def registers_commands(self) -> bool:
+        """Whether this process registers the commands: only the one running shard 0.
+
+        Commands belong to the application, not to a shard: one registration serves every
+        shard. Were each process to sync, they would repeat the same requests against Discord's
+        daily limit on command creates and race each other during a rolling deploy. Every full
+        set of shards has exactly one shard 0, so exactly one process registers.
+        """
+        return not self.shard_ids or 0 in self.shard_ids
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self._live_shards.add(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._live_shards.add(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._live_shards.discard(shard_id)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait out Discord's session start limit for this shard's bucket (cogs/identify.py)."""
+        if self._identify_concurrency is None:
+            self._identify_concurrency = await self._read_identify_concurrency()
+        delay = self._pacer.reserve(shard_id or 0, self._identify_concurrency)
+        if delay > 0:
+            log.info("shard %s waits %.1f s for Discord's identify limit", shard_id, delay)
+            await asyncio.sleep(delay)
+
+    async def _read_identify_concurrency(self) -> int:
+        """Discord's ``max_concurrency``; 1 (every shard in one bucket) if it cannot be read."""
+        try:
+            limits = await self.fetch_session_start_limits()
+        except discord.GatewayNotFound:
+            log.warning("could not read Discord's session start limit; identifying one at a time")
+            return 1
+        return max(1, limits.max_concurrency)
+
+    def describe_shards(self) -> str:
+        """Which shards this process runs, for the start-up log."""
+        if self.shard_ids:
+            ids = ", ".join(str(n) for n in self.shard_ids)
+            return f"shard(s) {ids} of {self.shard_count}"
+        if self.shard_count is not None:
+            return f"all {self.shard_count} shard(s)"
+        return "every shard Discord recommends"
 
     async def setup_hook(self) -> None:
+        log.info(
+            "this process runs %s; %s",
+            self.describe_shards(),
+            "it registers the commands"
+            if self.registers_commands
+            else "the process running shard 0 registers the commands",
+        )
         for name in EXTENSIONS:
             await self.load_extension(name)
         await self.core.engine.start(DiscordDelivery(self, self.core.engine))
-        await self.sync_commands()
+        if self.registers_commands:
+            await self.sync_commands()
 
     async def sync_commands(self) -> None:
         """Global registration by default; instant registration to the configured guilds."""
@@ -71,10 +144,14 @@ class FlexBot(commands.Bot):
             log.info("registered %d command(s) in guild %s", len(synced), guild_id)
 
     async def on_ready(self) -> None:
-        self.gateway_connected = True
         user = self.user
         log.info(
-            "logged in as %s (%s) in %d guild(s)", user, user.id if user else "?", len(self.guilds)
+            "logged in as %s (%s) in %d guild(s) on shard(s) %s of %s",
+            user,
+            user.id if user else "?",
+            len(self.guilds),
+            ", ".join(str(n) for n in sorted(self.own_shards)),
+            self.shard_count,
         )
 
     async def close(self) -> None:

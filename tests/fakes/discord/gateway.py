@@ -2,6 +2,11 @@
 
 discord.py asks for `compress=zlib-stream` but parses text frames as plain JSON (gateway.py
 `received_message` only decompresses bytes), so the fake never compresses.
+
+Sharding follows the gateway docs ("Sharding"): an IDENTIFY may carry `shard: [shard_id,
+num_shards]` (none = `[0, 1]`); a guild's events go only to the sessions of shard
+`(guild_id >> 22) % num_shards`, events without a guild (DMs) only to shard 0, and a shard id
+not below its count is closed with 4010 "Invalid shard".
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .state import Json
+from .state import Json, shard_of
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_MS = 41250
 INTENT_GUILD_MESSAGES = 1 << 9
+CLOSE_INVALID_SHARD = 4010
 
 
 class Op:
@@ -51,6 +57,28 @@ class GatewaySession:
     log: list[Json] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: `(shard_id, num_shards)` from IDENTIFY; `(0, 1)` when it named none.
+    shard: tuple[int, int] = (0, 1)
+
+    @property
+    def shard_id(self) -> int:
+        """The shard this session runs."""
+        return self.shard[0]
+
+    @property
+    def connected(self) -> bool:
+        """Whether the session holds an open socket."""
+        return self.ws is not None and not self.ws.closed
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this guild's events (None: a DM's) to this session's shard."""
+        if guild_id is None:
+            return self.shard_id == 0
+        return shard_of(guild_id, self.shard[1]) == self.shard_id
+
+    def events(self, t: str) -> list[Json]:
+        """The `d` of every dispatch of type `t` sent to this session."""
+        return [frame["d"] for frame in self.log if frame["t"] == t]
 
     async def send(self, t: str, d: Any) -> None:
         """Number and log a dispatch; deliver it now if connected, else on RESUME."""
@@ -69,6 +97,8 @@ class ReceivedOp:
     op: int
     data: Any
     session_id: str | None
+    #: The shard the frame came from: its session's, or for IDENTIFY the one it asks for.
+    shard_id: int | None = None
 
 
 class Gateway:
@@ -79,7 +109,7 @@ class Gateway:
         *,
         token: str,
         ready_payload: Callable[[GatewaySession], Json],
-        guild_payloads: Callable[[], list[Json]],
+        guild_payloads: Callable[[GatewaySession], list[Json]],
         members_chunk: Callable[[Json], Json],
         changed: Callable[[], Awaitable[None]],
         resume_url: Callable[[], str],
@@ -108,12 +138,24 @@ class Gateway:
         """Frames of one opcode the bot sent."""
         return [r for r in self.received if r.op == op]
 
-    async def dispatch(self, t: str, d: Json, *, intent: int | None = None) -> None:
-        """Send an event to every live session, and to the newest one even while disconnected."""
-        targets = [s for s in self.sessions if s.ws is not None and not s.ws.closed]
-        if self.sessions and self.sessions[-1] not in targets:
-            targets.append(self.sessions[-1])
-        for session in targets:
+    def shard_sessions(self, shard_id: int) -> list[GatewaySession]:
+        """Every session (oldest first) that identified as `shard_id`."""
+        return [s for s in self.sessions if s.shard_id == shard_id]
+
+    def route(self, guild_id: int | None) -> list[GatewaySession]:
+        """The sessions an event of `guild_id` (None: a DM) goes to: of the shard owning it, every
+        live session and the newest one even while disconnected (it gets the event on RESUME)."""
+        owners = [s for s in self.sessions if s.owns(guild_id)]
+        targets = [s for s in owners if s.connected]
+        newest: dict[tuple[int, int], GatewaySession] = {s.shard: s for s in owners}
+        targets += [s for s in newest.values() if s not in targets]
+        return targets
+
+    async def dispatch(
+        self, t: str, d: Json, *, guild_id: int | None, intent: int | None = None
+    ) -> None:
+        """Send an event of `guild_id` (None: not in a guild) to the sessions `route` names."""
+        for session in self.route(guild_id):
             if intent is None or session.intents & intent:
                 await session.send(t, d)
 
@@ -165,7 +207,12 @@ class Gateway:
         shown = dict(data) if isinstance(data, dict) else data
         if isinstance(shown, dict):
             shown.pop("token", None)
-        self.received.append(ReceivedOp(int(op or 0), shown, session.id if session else None))
+        shard_id = session.shard_id if session else None
+        if op == Op.IDENTIFY and isinstance(data, dict):
+            shard_id = int((data.get("shard") or [0, 1])[0])
+        self.received.append(
+            ReceivedOp(int(op or 0), shown, session.id if session else None, shard_id)
+        )
         if op == Op.HEARTBEAT:
             await ws.send_str(json.dumps({"op": Op.HEARTBEAT_ACK}))
         elif op == Op.IDENTIFY:
@@ -181,13 +228,21 @@ class Gateway:
         if data.get("token") != self._token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return None
+        shard = _shard_pair(data.get("shard"))
+        if shard is None:
+            await ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard.")
+            return None
         session = GatewaySession(
-            id=secrets.token_hex(16), intents=int(data.get("intents", 0)), identify=data, ws=ws
+            id=secrets.token_hex(16),
+            intents=int(data.get("intents", 0)),
+            identify=data,
+            ws=ws,
+            shard=shard,
         )
         self.sessions.append(session)
         await session.send("READY", self._ready_payload(session))
         self.ready_count += 1
-        for guild in self._guild_payloads():
+        for guild in self._guild_payloads(session):
             await session.send("GUILD_CREATE", guild)
         return session
 
@@ -209,3 +264,18 @@ class Gateway:
         await session.send("RESUMED", {})
         self.resumed_count += 1
         return session
+
+
+def _shard_pair(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's `shard` as `(shard_id, num_shards)`; `(0, 1)` when absent; None when Discord
+    would close the session with 4010 Invalid shard."""
+    if value is None:
+        return (0, 1)
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    shard_id, count = value
+    if not isinstance(shard_id, int) or not isinstance(count, int):
+        return None
+    if not 0 <= shard_id < count:
+        return None
+    return (shard_id, count)

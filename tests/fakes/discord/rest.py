@@ -332,11 +332,16 @@ class RestApi:
         return Reply(body={"url": self.fake.gateway_url.rstrip("/")})
 
     async def get_gateway_bot(self, call: Call) -> Reply:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        limit = {
+            "total": 1000,
+            "remaining": 999,
+            "reset_after": 0,
+            "max_concurrency": self.fake.identify_max_concurrency,
+        }
         return Reply(
             body={
                 "url": self.fake.gateway_url.rstrip("/"),
-                "shards": 1,
+                "shards": self.fake.recommended_shards,
                 "session_start_limit": limit,
             }
         )

@@ -84,9 +84,19 @@ class FakeDiscord:
     """
 
     def __init__(
-        self, *, token: str = FAKE_TOKEN, host: str = "127.0.0.1", check_openapi: bool = True
+        self,
+        *,
+        token: str = FAKE_TOKEN,
+        host: str = "127.0.0.1",
+        check_openapi: bool = True,
+        recommended_shards: int = 1,
     ) -> None:
         self.token = token
+        #: GET /gateway/bot's `shards`: how many an AutoShardedBot without a shard_count runs.
+        self.recommended_shards = recommended_shards
+        #: GET /gateway/bot's `session_start_limit.max_concurrency`: IDENTIFYs per 5 s (one per
+        #: bucket `shard_id % max_concurrency`); 1 for most bots.
+        self.identify_max_concurrency = 1
         self.host = host
         self.clock = FakeClock()
         self.ids = Snowflakes(self.clock)
@@ -116,8 +126,10 @@ class FakeDiscord:
         self.gateway = Gateway(
             token=token,
             ready_payload=self._ready_payload,
-            guild_payloads=lambda: [
-                g.create_payload(self.bot_user.id, self.clock.iso()) for g in self.guilds
+            guild_payloads=lambda session: [
+                g.create_payload(self.bot_user.id, self.clock.iso())
+                for g in self.guilds
+                if session.owns(g.id)
             ],
             members_chunk=self._members_chunk,
             changed=self.changed,
@@ -137,7 +149,8 @@ class FakeDiscord:
         self.users: dict[int, FakeUser] = {
             u.id: u for u in (self.bot_user, self.owner_user, self.alice, self.bob, self.mod)
         }
-        gid = new()
+        # With two shards, guild is on shard 0 and guild_b on shard 1; with one, both on shard 0.
+        gid = self.ids.next_on_shard(0, 2)
         self.guild = FakeGuild(self, gid, "Flexbot Test Guild", self.owner_user.id)
         g = self.guild
         self.everyone_role = FakeRole(gid, "@everyone", Perm.EVERYONE_DEFAULT)
@@ -177,7 +190,7 @@ class FakeDiscord:
         self.mod_b = FakeUser(new(), "moderator_b")
         for user in (self.owner_b, self.carol, self.mod_b):
             self.users[user.id] = user
-        gid = new()
+        gid = self.ids.next_on_shard(1, 2)
         self.guild_b = FakeGuild(self, gid, "Second Test Guild", self.owner_b.id)
         g = self.guild_b
         self.everyone_role_b = FakeRole(gid, "@everyone", Perm.EVERYONE_DEFAULT)
@@ -217,10 +230,12 @@ class FakeDiscord:
         return None
 
     def _ready_payload(self, session: GatewaySession) -> Json:
-        return {
+        ready: Json = {
             "v": 10,
             "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds],
+            "guilds": [
+                {"id": str(g.id), "unavailable": True} for g in self.guilds if session.owns(g.id)
+            ],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "session_type": "normal",
@@ -230,6 +245,9 @@ class FakeDiscord:
             "application": {"id": str(self.application_id), "flags": 0},
             "_trace": ["fake-discord"],
         }
+        if "shard" in session.identify:
+            ready["shard"] = list(session.shard)  # sent back only when IDENTIFY named it
+        return ready
 
     def _members_chunk(self, data: Json) -> Json:
         guild = self.guild_by_id(int(data.get("guild_id") or 0)) or self.guild
@@ -389,7 +407,12 @@ class FakeDiscord:
                 if msg.author.id in members
                 else None
             )
-            await self.gateway.dispatch("MESSAGE_CREATE", payload, intent=INTENT_GUILD_MESSAGES)
+            await self.gateway.dispatch(
+                "MESSAGE_CREATE",
+                payload,
+                guild_id=msg.channel.guild.id,
+                intent=INTENT_GUILD_MESSAGES,
+            )
         await self.changed()
         return msg
 
@@ -429,7 +452,10 @@ class FakeDiscord:
         msg.edited_timestamp = self.clock.iso()
         if not msg.ephemeral:
             await self.gateway.dispatch(
-                "MESSAGE_UPDATE", msg.payload(), intent=INTENT_GUILD_MESSAGES
+                "MESSAGE_UPDATE",
+                msg.payload(),
+                guild_id=msg.channel.guild.id,
+                intent=INTENT_GUILD_MESSAGES,
             )
         await self.changed()
 
@@ -444,6 +470,7 @@ class FakeDiscord:
                     "channel_id": str(msg.channel.id),
                     "guild_id": str(msg.channel.guild.id),
                 },
+                guild_id=msg.channel.guild.id,
                 intent=INTENT_GUILD_MESSAGES,
             )
         await self.changed()
@@ -452,7 +479,7 @@ class FakeDiscord:
         """Delete a channel; later calls on it get 404 Unknown Channel (10003)."""
         channel.deleted = True
         event = "THREAD_DELETE" if channel.is_thread else "CHANNEL_DELETE"
-        await self.gateway.dispatch(event, channel.payload())
+        await self.gateway.dispatch(event, channel.payload(), guild_id=channel.guild.id)
         await self.changed()
 
     async def create_user_message(
@@ -541,7 +568,7 @@ class FakeDiscord:
             source_message=message,
         )
         self.interactions[handle.token] = handle
-        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=channel.guild.id)
         await self.changed()
         return handle
 

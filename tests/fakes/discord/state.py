@@ -19,6 +19,12 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 Json = dict[str, Any]
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to: `(guild_id >> 22) % num_shards` (the gateway
+    docs, "Sharding")."""
+    return (guild_id >> 22) % shard_count
+
+
 class Perm:
     """Permission bits (developers/topics/permissions.mdx)."""
 
@@ -80,6 +86,15 @@ class Snowflakes:
         value = (ms << 22) | (next(self._counter) & 0xFFF)
         self._last = max(self._last + 1, value)
         return self._last
+
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """A new id (as `next`) whose guild would live on `shard_id` of `shard_count`: the
+        timestamp part moves up to `shard_count - 1` ms ahead of the clock."""
+        value = self.next()
+        while shard_of(value, shard_count) != shard_id:
+            value = ((value >> 22) + 1) << 22
+        self._last = value
+        return value
 
 
 @dataclass(eq=False)
