@@ -20,10 +20,11 @@ its data is thrown away. Binaries come from ``pg_config --bindir``, else the new
 command to install them rather than letting PG tests skip.
 
 initdb and postgres refuse to run as root, so under root the server runs as the ``postgres`` system
-user through ``runuser``. Its data directory then lives in a private directory of its own under the
-system temp dir, because pytest's base temp dirs are 0700 and postgres could not reach into them;
-stop() removes that directory, since nothing else would. ``base_dir`` always keeps
-``postgres.log`` (initdb, server start-up and server log), whose tail any start failure shows.
+user through ``runuser``. The data directory and unix socket live in a directory of the cluster's
+own, in /dev/shm when it has 2 GiB free (a fresh database then takes ~0.02 s instead of ~0.2 s on
+ext4), else in the system temp dir; stop() removes it. Not in ``base_dir``: under root, postgres
+could not reach into pytest's 0700 temp dirs. ``base_dir`` keeps ``postgres.log`` (initdb, start-up
+and server log) after stop(); any start failure shows its tail.
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ _SERVER_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "300",
+    # Checkpoints are cheap without fsync; a small WAL keeps a tmpfs data directory small.
+    "max_wal_size": "128MB",
+    "min_wal_size": "32MB",
 }
+# Creating the ~300 files of a database costs ~0.2 s on ext4 (its inode allocator scans past
+# recently deleted inodes) and ~0.02 s on tmpfs, so data goes to /dev/shm when it has room.
+_SHM = Path("/dev/shm")  # noqa: S108 (only mkdtemp, which makes a fresh 0700 dir, uses it)
+_SHM_MIN_FREE_BYTES = 2 << 30
 _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _START_ATTEMPTS = 3  # the free port we picked may be taken before the server binds it
 _PG_CTL_TIMEOUT_S = 60
@@ -92,6 +100,16 @@ def _has_server_binaries(bindir: Path) -> bool:
     return all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "pg_ctl"))
 
 
+def _fast_temp_dir() -> Path | None:
+    """The shared-memory tmpfs when it has room to spare, else None (the system temp dir)."""
+    try:
+        stats = os.statvfs(_SHM)
+    except OSError:
+        return None
+    roomy = stats.f_bavail * stats.f_frsize >= _SHM_MIN_FREE_BYTES
+    return _SHM if roomy and os.access(_SHM, os.W_OK) else None
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -111,7 +129,7 @@ class PgCluster:
         self._settings = {**_SERVER_SETTINGS, **(settings or {})}
         self._port: int | None = None
         self._data_dir: Path | None = None
-        self._private_dir: Path | None = None  # ours to delete (root only, outside base_dir)
+        self._run_dir: Path | None = None  # outside base_dir: ours to delete
         self._log_path: Path | None = None
         # As root the server runs as `postgres`; otherwise as whoever runs the tests.
         self._as_postgres = os.geteuid() == 0
@@ -156,11 +174,10 @@ class PgCluster:
             raise PgClusterError(f"no initdb/pg_ctl in {bindir}: {INSTALL_HINT}")
         base_dir.mkdir(parents=True, exist_ok=True)
         self._log_path = base_dir / "postgres.log"
-        run_dir = self._make_run_dir(base_dir)
         try:
-            self._init_and_start(bindir, run_dir)
+            self._init_and_start(bindir, self._make_run_dir())
         except BaseException:
-            self.stop()  # leave no server or private directory behind a failed start
+            self.stop()  # leave no server or data directory behind a failed start
             raise
 
     def _init_and_start(self, bindir: Path, run_dir: Path) -> None:
@@ -193,7 +210,7 @@ class PgCluster:
             self._stop_server(self._bindir or find_bindir())
         self._port = None
         self._data_dir = None
-        self._remove_private_dir()
+        self._remove_run_dir()
 
     async def create_database(self, name: str) -> str:
         """Create an empty database ``name`` (lowercase letters, digits, _) and return its URL."""
@@ -212,23 +229,20 @@ class PgCluster:
         finally:
             await conn.close()
 
-    def _make_run_dir(self, base_dir: Path) -> Path:
-        if not self._as_postgres:
-            run_dir = base_dir / "cluster"
-            run_dir.mkdir()
-            return run_dir
-        # /tmp is traversable by everyone; the 0700 directory below it is postgres's alone.
-        private = Path(tempfile.mkdtemp(prefix="flexbot-pg-"))
-        self._private_dir = private
-        self._chown_to_server(private)
+    def _make_run_dir(self) -> Path:
+        # Its own directory under a world-traversable temp dir: under root, postgres could not
+        # reach into pytest's 0700 base temp dirs; and unix socket paths must stay short.
+        run_dir = Path(tempfile.mkdtemp(prefix="flexbot-pg-", dir=_fast_temp_dir()))
+        self._run_dir = run_dir
+        self._chown_to_server(run_dir)
         with self.log_path.open("a") as log:
-            log.write(f"PgCluster: running as postgres, data directory in {private}\n")
-        return private
+            log.write(f"PgCluster: data directory and sockets in {run_dir}\n")
+        return run_dir
 
-    def _remove_private_dir(self) -> None:
-        if self._private_dir is not None:
-            shutil.rmtree(self._private_dir, ignore_errors=True)
-            self._private_dir = None
+    def _remove_run_dir(self) -> None:
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
 
     def _chown_to_server(self, path: Path) -> None:
         if self._as_postgres:
