@@ -156,7 +156,9 @@ class PeriodicCheck:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.run_once()
+                async with self.db.exclusive("reconcile") as mine:
+                    if mine:  # one process at a time checks for the whole bot
+                        await self.run_once()
             except Exception:  # a bug or a database error: say so, and check again next time
                 log.exception("reconcile: the check failed")
             self.checked.set()

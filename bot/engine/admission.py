@@ -175,7 +175,8 @@ class Admission:
         async with self.db.transaction() as tx:
             await self.check_source_author(who, request.source_author_id, tx)
             limits = await self._check(who, estimate, now, tx)
-            job_id = await jobs_repo.insert_job(tx, _new_job(request, endpoint, estimate), now)
+            new = _new_job(request, endpoint, estimate, limits["user_max_running"])
+            job_id = await jobs_repo.insert_job(tx, new, now)
         return Admitted(job_id, estimate, limits["user_max_running"])
 
     async def budget_at_dispatch(self, job: Job, src: Reader | None = None) -> UserError | None:
@@ -205,7 +206,9 @@ class Admission:
         return quota.check_budget(job.estimate_micros, limits, usage, now)
 
 
-def _new_job(request: EditRequest, endpoint: str, estimate: int) -> jobs_repo.NewJob:
+def _new_job(
+    request: EditRequest, endpoint: str, estimate: int, max_running: int | None
+) -> jobs_repo.NewJob:
     who = request.requester
     return jobs_repo.NewJob(
         user_id=who.user_id,
@@ -221,4 +224,5 @@ def _new_job(request: EditRequest, endpoint: str, estimate: int) -> jobs_repo.Ne
         channel_nsfw=who.channel_nsfw,
         source_message_id=request.source_message_id,
         source_author_id=request.source_author_id,
+        max_running=max_running,
     )

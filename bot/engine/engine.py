@@ -51,6 +51,7 @@ from bot.engine.reuse import Reuse
 from bot.engine.runner import RunContext
 from bot.engine.scheduler import FairScheduler
 from bot.engine.settlement import Settlement
+from bot.engine.shared_dispatch import SharedDispatcher
 from bot.errors import NoSuchJob, UserError
 from bot.fal.client import FalClient
 from bot.intake import DownloadBudget
@@ -76,6 +77,8 @@ from bot.visibility import visible
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL = 3600.0
+#: How often a waiter re-reads a job that another process may finish (no local notification).
+SHARED_WAIT_POLL = 0.2
 
 
 class Engine:
@@ -107,7 +110,12 @@ class Engine:
         self.downloads = DownloadBudget.from_settings(settings)
         self.reuse = Reuse(db, self.inputs)
         self._stopping = asyncio.Event()
-        self.dispatcher = Dispatcher(FairScheduler(), settings.fal_concurrency, self._stopping)
+        # Several processes on one database claim from it; one process has its queue in memory.
+        self.dispatcher: Dispatcher = (
+            SharedDispatcher(db, settings, self._stopping, clock)
+            if db.shared
+            else Dispatcher(FairScheduler(), settings.fal_concurrency, self._stopping)
+        )
         self.reconciler = Reconciler(db, fal, settings, self.metrics, clock, self._stopping)
         self.queue_info = QueueInfo(settings.fal_concurrency, lambda: len(self.dispatcher.workers))
         self._janitor: asyncio.Task[None] | None = None
@@ -136,7 +144,10 @@ class Engine:
             raise RuntimeError("Engine.start needs a Delivery")
         self.dispatcher.context = self._make_run_context(self.delivery)
         await self.queue_info.load(self.db)
-        await recover(self.db, self.dispatcher, self.limits_for, self.clock)
+        if isinstance(self.dispatcher, SharedDispatcher):
+            await self.dispatcher.recover()
+        else:
+            await recover(self.db, self.dispatcher, self.limits_for, self.clock)
         self.dispatcher.start()
         self._janitor = asyncio.create_task(self._purge_loop(), name="engine-purge")
 
@@ -347,7 +358,11 @@ class Engine:
                         raise NoSuchJob(job_id)
                     if job.state in states:
                         return job
-                    await self._changed.wait()
+                    if self.db.shared:  # another process may be the one to change it
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._changed.wait(), SHARED_WAIT_POLL)
+                    else:
+                        await self._changed.wait()
 
         return await asyncio.wait_for(reached(), timeout)
 
@@ -395,7 +410,9 @@ class Engine:
     async def _purge_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                await self.inputs.purge()
+                async with self.db.exclusive("retention") as mine:
+                    if mine:  # one process at a time purges for the whole bot
+                        await self.inputs.purge()
             except Exception:  # retention is housekeeping: log it, retry next round
                 log.exception("blob purge failed; will retry")
             with contextlib.suppress(TimeoutError):

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -241,6 +241,13 @@ class Database:
         """Periodic work only one process may do at a time (retention, reconciliation): yields
         whether this process holds it. One process owns a SQLite database, so always True."""
         yield True
+
+    async def listen(self, channel: str, callback: Callable[[], object]) -> None:
+        """Call ``callback`` when any process sharing this database calls :meth:`notify` on
+        ``channel``. One process owns a SQLite database, so there is nobody to hear."""
+
+    async def notify(self, channel: str) -> None:
+        """Wake the other processes listening on ``channel``."""
 
 
 #: What a read goes through: the database, or the transaction it must see the writes of.

@@ -111,6 +111,8 @@ class NewJob:
     channel_nsfw: bool
     source_message_id: int | None = None
     source_author_id: int | None = None
+    #: the member's running cap at admission (None: none), read by every process's claims
+    max_running: int | None = None
 
 
 async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
@@ -119,8 +121,8 @@ async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
         tx,
         "INSERT INTO jobs (state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id,"
         " endpoint, params, input_hashes, seed, estimate_micros, held_micros, source_message_id,"
-        " created_at, updated_at, channel_nsfw, source_author_id)"
-        " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, updated_at, channel_nsfw, source_author_id, max_running)"
+        " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new.user_id,
             new.guild_id,
@@ -139,6 +141,7 @@ async def insert_job(tx: Tx, new: NewJob, now: float) -> int:
             now,
             int(new.channel_nsfw),
             new.source_author_id,
+            new.max_running,
         ),
     )
     await ledger.add(

@@ -18,10 +18,11 @@ transactions per second for the whole bot, is measured in ``bench/engine.py``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,7 @@ class PostgresDatabase(Database):
         # Not SQLite's connection: nothing outside this module uses ``conn`` (architecture test).
         self.pool = pool
         self.url = url
+        self._listener: asyncpg.Connection | None = None
 
     def describe(self) -> str:
         parts = self.url.split("@", 1)
@@ -125,7 +127,23 @@ class PostgresDatabase(Database):
         return db
 
     async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
         await self.pool.close()
+
+    async def listen(self, channel: str, callback: Callable[[], object]) -> None:
+        """LISTEN on a connection of its own, outside the pool (it stays subscribed)."""
+        if self._listener is None:
+            self._listener = await asyncpg.connect(self.url)
+
+        def heard(*_: object) -> None:
+            callback()
+
+        await self._listener.add_listener(channel, heard)
+
+    async def notify(self, channel: str) -> None:
+        await self.pool.execute("SELECT pg_notify($1, '')", channel)
 
     async def __aenter__(self) -> PostgresDatabase:
         return self

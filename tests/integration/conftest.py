@@ -58,3 +58,13 @@ async def wait_for_status(
             return state
         await asyncio.sleep(0.01)
     raise AssertionError(f"request {request_id} did not reach the awaited state in {within}s")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """The database a test runs on: each test taking it runs on SQLite (the default: no URL)
+    and on a fresh database of the throwaway PostgreSQL server (issue 13)."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url

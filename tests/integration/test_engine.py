@@ -38,9 +38,9 @@ async def ledger(kit: Kit, job_id: int) -> dict[str, int]:
 
 
 async def test_submitted_job_is_delivered_and_charged_its_actual_price(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         t = ticket(await kit.submit(image_size=ImageSize("landscape_16_9"), seed=7))
         assert t.estimate_micros == 100_000  # one input MP + one output MP at $0.05
         job = await kit.wait_final(t.job_id)
@@ -60,9 +60,11 @@ async def test_submitted_job_is_delivered_and_charged_its_actual_price(
         assert fake_fal.submits == 1
 
 
-async def test_ticket_says_position_eta_and_cost(tmp_path: Path, fake_fal: FakeFal) -> None:
+async def test_ticket_says_position_eta_and_cost(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
     fake_fal.configure(processing_time=5)
-    async with engine_kit(tmp_path, fake_fal.url, fal_concurrency=1) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, fal_concurrency=1) as kit:
         first = ticket(await kit.submit(user=1))
         await kit.engine.wait_for_state(first.job_id, [JobState.RUNNING])
         second = ticket(await kit.submit(user=2))
@@ -73,9 +75,11 @@ async def test_ticket_says_position_eta_and_cost(tmp_path: Path, fake_fal: FakeF
 
 
 async def test_daily_cap_refusal_names_limit_remaining_and_reset(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=150_000) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, user_daily_cap=150_000
+    ) as kit:
         ticket(await kit.submit(user=1))  # holds $0.10 of $0.15
         r = await refused(kit.submit(user=1))
         assert r.limit == "user_daily_cap"
@@ -86,10 +90,10 @@ async def test_daily_cap_refusal_names_limit_remaining_and_reset(
 
 
 async def test_highest_role_cap_wins_and_user_override_beats_roles(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     # The owner's $1 is the ceiling; the server's own $0.05 is what members without a role get.
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         async with kit.db.transaction() as tx:
             await limits_repo.set_limit(tx, LimitScope.GUILD, 10, 0, "user_daily_cap", 50_000, 9)
             await limits_repo.set_limit(tx, LimitScope.ROLE, 10, 501, "user_daily_cap", 100_000, 9)
@@ -106,16 +110,18 @@ async def test_highest_role_cap_wins_and_user_override_beats_roles(
 
 
 async def test_granted_credit_raises_what_a_member_may_spend(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=50_000) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, user_daily_cap=50_000
+    ) as kit:
         (await refused(kit.submit(user=1)))
         async with kit.db.transaction() as tx:
             await credits_repo.grant_credit(tx, 10, 1, 100_000, 9, "contest winner")
         ticket(await kit.submit(user=1))
 
 
-async def test_guild_and_global_caps(tmp_path: Path, fake_fal: FakeFal) -> None:
+async def test_guild_and_global_caps(tmp_path: Path, fake_fal: FakeFal, db_url: str | None) -> None:
     async with engine_kit(
         tmp_path, fake_fal.url, guild_monthly_cap=100_000, global_monthly_cap=200_000
     ) as kit:
@@ -125,9 +131,13 @@ async def test_guild_and_global_caps(tmp_path: Path, fake_fal: FakeFal) -> None:
         assert (await refused(kit.submit(user=4, guild=12))).limit == "global_monthly_cap"
 
 
-async def test_queue_cap_cooldown_block_and_pause(tmp_path: Path, fake_fal: FakeFal) -> None:
+async def test_queue_cap_cooldown_block_and_pause(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
     fake_fal.configure(processing_time=5)
-    async with engine_kit(tmp_path, fake_fal.url, user_max_queued=2, fal_concurrency=1) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, user_max_queued=2, fal_concurrency=1
+    ) as kit:
         ticket(await kit.submit(user=1))
         ticket(await kit.submit(user=1))
         ticket(await kit.submit(user=1))
@@ -151,7 +161,7 @@ async def test_queue_cap_cooldown_block_and_pause(tmp_path: Path, fake_fal: Fake
 
 
 async def test_light_users_first_job_is_not_stuck_behind_heavy_user(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     async with engine_kit(
         tmp_path,
@@ -177,9 +187,9 @@ async def test_light_users_first_job_is_not_stuck_behind_heavy_user(
 
 
 async def test_cancel_queued_releases_at_once_and_only_owner_or_moderator(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         t = ticket(await kit.submit(user=1))
         assert (await kit.engine.cancel(t.job_id, Requester(2, 10, 100))).outcome == "not_allowed"
         result = await kit.engine.cancel(t.job_id, Requester(2, 10, 100, moderator=True))
@@ -196,9 +206,11 @@ async def test_cancel_queued_releases_at_once_and_only_owner_or_moderator(
         assert t.job_id not in kit.engine.scheduler
 
 
-async def test_cancel_running_job_cancels_it_at_fal(tmp_path: Path, fake_fal: FakeFal) -> None:
+async def test_cancel_running_job_cancels_it_at_fal(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
     fake_fal.configure(processing_time=30)
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         t = ticket(await kit.submit(user=1))
         await kit.engine.wait_for_state(t.job_id, [JobState.RUNNING])
         assert (await kit.engine.cancel(t.job_id, Requester(1, 10, 100))).outcome == "cancelling"
@@ -210,10 +222,10 @@ async def test_cancel_running_job_cancels_it_at_fal(tmp_path: Path, fake_fal: Fa
 
 
 async def test_content_policy_failure_tells_member_and_releases_money(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     fake_fal.inject("submit", "content_policy")
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         t = ticket(await kit.submit())
         job = await kit.wait_final(t.job_id)
         assert job.state == JobState.FAILED
@@ -228,12 +240,12 @@ async def test_content_policy_failure_tells_member_and_releases_money(
 
 
 async def test_fal_validation_error_fails_the_job_with_a_reason(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     fake_fal.inject(
         "submit", "validation", loc=["body", "image_size"], msg="too big", type="image_too_large"
     )
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job = await kit.wait_final(ticket(await kit.submit()).job_id)
         assert job.state == JobState.FAILED
         assert job.failure_reason
@@ -241,9 +253,9 @@ async def test_fal_validation_error_fails_the_job_with_a_reason(
 
 
 async def test_rerun_uses_same_seed_and_inputs_and_gives_same_image(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         first = await kit.wait_final(ticket(await kit.submit(user=1)).job_id)
         again = await kit.wait_final(
             ticket(await kit.engine.rerun(first.id, Requester(2, 10, 100))).job_id
@@ -261,9 +273,9 @@ async def test_rerun_uses_same_seed_and_inputs_and_gives_same_image(
 
 
 async def test_remix_uses_the_output_as_reference_and_respects_opt_out(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         first = await kit.wait_final(ticket(await kit.submit(user=1)).job_id)
         remix = await kit.wait_final(
             ticket(await kit.engine.remix(first.id, Requester(2, 10, 100), "add snow")).job_id
@@ -279,9 +291,11 @@ async def test_remix_uses_the_output_as_reference_and_respects_opt_out(
 
 
 async def test_rerun_after_retention_says_images_are_gone(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, blob_retention_days=1) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, blob_retention_days=1
+    ) as kit:
         first = await kit.wait_final(ticket(await kit.submit(user=1)).job_id)
         purged = await kit.engine.purge_blobs(now=kit.engine.clock() + 2 * 86400)
         assert purged >= 2  # the input and the output
@@ -293,14 +307,14 @@ async def test_rerun_after_retention_says_images_are_gone(
 
 
 async def test_restart_resumes_running_job_without_second_submit(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     fake_fal.configure(processing_time=0.5)
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         t = ticket(await kit.submit())
         await kit.engine.wait_for_state(t.job_id, [JobState.RUNNING])
     # The engine stopped with the job running at fal; a new one picks it up.
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job = await kit.wait_final(t.job_id)
         assert job.state == JobState.DELIVERED
         assert fake_fal.submits == 1
@@ -313,17 +327,19 @@ async def test_restart_resumes_running_job_without_second_submit(
         }
 
 
-async def test_queued_jobs_survive_restart(tmp_path: Path, fake_fal: FakeFal) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+async def test_queued_jobs_survive_restart(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         t = ticket(await kit.submit())
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         assert (await kit.wait_final(t.job_id)).state == JobState.DELIVERED
 
 
 async def test_transient_delivery_error_is_retried_and_delivers_once(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         kit.delivery.flaky = 1
         t = ticket(await kit.submit())
         job = await kit.wait_final(t.job_id)
@@ -332,9 +348,9 @@ async def test_transient_delivery_error_is_retried_and_delivers_once(
 
 
 async def test_undeliverable_result_is_kept_and_still_charged(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         t = ticket(await kit.submit())
         kit.delivery.undeliverable.add(t.job_id)
         await kit.engine.start()
@@ -345,9 +361,11 @@ async def test_undeliverable_result_is_kept_and_still_charged(
         assert await kit.engine.blobs.exists(job.output_hash)
 
 
-async def test_shutdown_stops_taking_jobs_and_is_bounded(tmp_path: Path, fake_fal: FakeFal) -> None:
+async def test_shutdown_stops_taking_jobs_and_is_bounded(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
     fake_fal.configure(processing_time=60)
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         t = ticket(await kit.submit())
         await kit.engine.wait_for_state(t.job_id, [JobState.RUNNING])
         loop = __import__("asyncio").get_running_loop()
@@ -359,9 +377,9 @@ async def test_shutdown_stops_taking_jobs_and_is_bounded(tmp_path: Path, fake_fa
 
 
 async def test_job_cancelled_during_a_crashed_submit_is_not_sent_again(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         t = ticket(await kit.submit())
         # The state a crash leaves behind: submit attempted, cancel asked, no request id stored.
         async with kit.db.transaction() as tx:
@@ -373,7 +391,7 @@ async def test_job_cancelled_during_a_crashed_submit_is_not_sent_again(
                 submit_attempts=1,
                 cancel_requested=1,
             )
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job = await kit.wait_final(t.job_id)
         assert job.state == JobState.CANCELLED
         assert job.held_micros == 0

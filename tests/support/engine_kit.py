@@ -21,7 +21,8 @@ from bot.intake import new_input
 from bot.model import EditParams, EditRequest, InputImage, Job, JobTicket, Progress, Requester
 from bot.secret import Secret
 from bot.settings import Settings, load_settings
-from bot.store.blobs import BlobStore
+from bot.store.blobs import BlobStore, DatabaseBlobs
+from bot.store.connect import open_database
 from bot.store.db import Database
 
 
@@ -153,7 +154,7 @@ async def engine_kit(
     request list). ``clock``: the engine's clock (``FakeFal.now`` to follow the fake's test
     clock); ``delivery``: reuse one across restarts."""
     settings = make_settings(data_dir, **overrides)
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings)
     delivery = delivery or RecordingDelivery()
     fal = FalClient(
         Secret("test-key"),
@@ -166,7 +167,7 @@ async def engine_kit(
     )
     engine = Engine(
         db=db,
-        blobs=BlobStore(settings.blob_dir),
+        blobs=DatabaseBlobs(db) if db.shared else BlobStore(settings.blob_dir),
         fal=fal,
         delivery=delivery,
         settings=settings,
