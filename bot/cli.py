@@ -131,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("restore", help="restore a backup into the data directory (bot stopped)")
     res.add_argument("path", type=Path, help="a directory written by `flexbot backup`")
     res.add_argument("--force", action="store_true", help="replace an existing database")
+
+    mig = sub.add_parser(
+        "migrate-db",
+        help="copy this SQLite deployment (database and images) into an empty PostgreSQL database",
+    )
+    mig.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host/db (password: PGPASSWORD)",
+    )
     return parser
 
 
@@ -176,6 +187,12 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _migrate_db(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.migrate_db import migrate_db
+
+    return asyncio.run(migrate_db(settings, args.to))
+
+
 def _fake_fal(args: argparse.Namespace, settings: Settings) -> int:
     from bot.fal.fake import serve
 
@@ -200,6 +217,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "reconcile": _reconcile,
     "backup": _backup,
     "restore": _restore,
+    "migrate-db": _migrate_db,
     "fake-fal": _fake_fal,
 }
 

@@ -16,16 +16,16 @@ from bot.settings import Settings
 
 async def run_usage_cli(settings: Settings, args: argparse.Namespace) -> int:
     from bot.engine import usage
-    from bot.store.db import Database
+    from bot.store.connect import open_database
 
-    if not settings.database_path.exists():
+    if not settings.postgres and not settings.database_path.exists():
         print(f"flexbot: no database at {settings.database_path} yet", file=sys.stderr)
         return EXIT_FAILED
     now = time.time()
     span = usage.period("month", now)
     if args.since is not None:
         span = usage.Period(args.since.timestamp(), now + 1, f"since {args.since:%Y-%m-%d}")
-    async with await Database.open(settings.database_path) as db:
+    async with await open_database(settings) as db:
         if args.csv:
             print(await usage.export_csv(db, args.guild, span), end="")
             return 0
