@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS notices (  -- Delivery.failed() calls
     state TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS admissions (  -- the capped member's edits: admitted or refused
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cancels (  -- Engine.cancel() calls the worker made
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run INTEGER NOT NULL,
@@ -111,6 +116,10 @@ class HarnessLog:
                 " VALUES (?, ?, ?, ?, ?)",
                 (self.run, job_id, caller, int(moderator), outcome),
             )
+
+    def admission(self, outcome: str) -> None:
+        with self.tx() as conn:
+            conn.execute("INSERT INTO admissions (run, outcome) VALUES (?, ?)", (self.run, outcome))
 
     def close(self) -> None:
         self.conn.close()
