@@ -17,7 +17,6 @@ from bot.errors import StoreError
 from bot.model import usd
 from bot.settings import Settings, redact_url
 from bot.store.copy import CopyReport, MigrationRefused, copy_deployment
-from bot.store.postgres import PostgresDatabase
 
 _POSTGRES = ("postgresql://", "postgres://")
 
@@ -45,14 +44,13 @@ async def migrate_db(
         return fail(f"no SQLite database at {source} (check --config and data_dir)", EXIT_USAGE)
     print(f"Copying {source} and the images in {settings.blob_dir} into {shown}", file=out)
     try:
-        async with await PostgresDatabase.connect(target_url, pool_size=2) as target:
-            report = await copy_deployment(
-                source, settings.blob_dir, target, progress=lambda line: print(line, file=err)
-            )
+        report = await copy_deployment(
+            source, settings.blob_dir, target_url, progress=lambda line: print(line, file=err)
+        )
     except MigrationRefused as exc:
-        return fail(f"refused, nothing was written: {exc}", EXIT_USAGE)
+        return fail(f"refused, no row was written: {exc}", EXIT_USAGE)
     except (StoreError, ValueError) as exc:  # ValueError: asyncpg on a URL it cannot parse
-        return fail(f"failed, nothing was written: {exc}", EXIT_FAILED)
+        return fail(f"failed, no row was written: {exc}", EXIT_FAILED)
     for line in report_lines(report, shown):
         print(line, file=out)
     return 0 if report.committed and not report.bad_blobs else EXIT_FAILED

@@ -33,7 +33,7 @@ import asyncpg
 
 from bot.errors import StoreError
 from bot.store.db import migrations
-from bot.store.postgres import PG_MIGRATIONS, PgTx, PostgresDatabase, to_dollar
+from bot.store.postgres import PgTx, PostgresDatabase, to_dollar
 
 if TYPE_CHECKING:
     from bot.store.postgres import Connection
@@ -194,7 +194,11 @@ class SqliteSource:
         except aiosqlite.Error as exc:
             raise MigrationRefused(f"cannot open the SQLite database {path}: {exc}") from None
         try:
-            await conn.execute("BEGIN")
+            try:
+                await conn.execute("BEGIN")
+                await conn.execute_fetchall("PRAGMA user_version")  # starts the snapshot
+            except aiosqlite.Error as exc:
+                raise MigrationRefused(f"cannot read the SQLite database {path}: {exc}") from None
             yield cls(conn)
         finally:
             await conn.close()
@@ -239,36 +243,40 @@ def _read_only_uri(path: Path) -> str:
 async def copy_deployment(
     source_path: Path,
     blob_dir: Path,
-    target: PostgresDatabase,
+    target_url: str,
     *,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> CopyReport:
     """Copy the SQLite database at ``source_path`` and the image files under ``blob_dir`` into
-    ``target`` (migrated, empty), verify, and commit only when every check matches.
+    the PostgreSQL database at ``target_url``, verify, and commit only when every check matches.
 
-    Raises :class:`MigrationRefused` before writing anything when the source's schema version is
-    not this Flexbot's, a table is unknown or differs between the two schemas, or the target
-    holds rows. Returns the report; ``committed`` is False when a check failed (rolled back).
+    The source is checked before the target is touched; connecting migrates the target's schema
+    (an empty schema is what the copy expects). Raises :class:`MigrationRefused` before any row is
+    written when the source's schema version is not this Flexbot's, a table is unknown or differs
+    between the two schemas, or the target holds rows. Returns the report; ``committed`` is False
+    when a check failed and the copy was rolled back.
     """
     expected = len(migrations())
     async with SqliteSource.open(source_path) as src:
         version = await src.schema_version()
         if version != expected:
             raise SourceSchemaMismatch(version, expected)
-        pg_version = await target.schema_version()
-        if pg_version != len(migrations(PG_MIGRATIONS)) or pg_version != expected:
-            raise MigrationRefused(
-                f"the PostgreSQL schema is at version {pg_version}, this Flexbot's is {expected}"
-            )
-        try:
-            async with target.transaction() as tx:
-                assert isinstance(tx, PgTx)
-                report = await _copy_all(src, tx.conn, blob_dir, version, progress)
-                if not report.verified:
-                    raise _Rollback(report)
-        except _Rollback as failed:
-            return failed.report
-        return replace(report, committed=True)
+        async with await PostgresDatabase.connect(target_url, pool_size=2) as target:
+            pg_version = await target.schema_version()
+            if pg_version != expected:
+                raise MigrationRefused(
+                    f"the PostgreSQL schema is at version {pg_version}, this Flexbot's is "
+                    f"{expected}"
+                )
+            try:
+                async with target.transaction() as tx:
+                    assert isinstance(tx, PgTx)
+                    report = await _copy_all(src, tx.conn, blob_dir, version, progress)
+                    if not report.verified:
+                        raise _Rollback(report)
+            except _Rollback as failed:
+                return failed.report
+            return replace(report, committed=True)
 
 
 async def _copy_all(

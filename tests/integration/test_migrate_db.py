@@ -3,12 +3,12 @@ admin core, copied into a real PostgreSQL, verified, and read back by the real c
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.admin import Admin
@@ -88,6 +88,17 @@ async def postgres(url: str) -> AsyncIterator[PostgresDatabase]:
         yield db
 
 
+async def user_tables(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    finally:
+        await conn.close()
+    return [r[0] for r in rows]
+
+
 def blob_files(data_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (data_dir / "blobs").rglob("*") if p.is_file()}
 
@@ -103,7 +114,9 @@ async def test_a_deployment_is_copied_verified_and_reads_the_same_on_postgresql(
     await build_deployment(tmp_path, fake_fal)
     source = sqlite_facts(tmp_path / "flexbot.db")
     files = blob_files(tmp_path)
-    assert source["jobs"] == 5 and source["audit"] == 9 and len(files) >= 2
+    assert source["jobs"] == 5
+    assert source["audit"] == 9
+    assert len(files) >= 2
 
     run = run_flexbot("migrate-db", "--to", with_password(pg_url), data_dir=tmp_path)
 
@@ -124,7 +137,8 @@ async def test_a_deployment_is_copied_verified_and_reads_the_same_on_postgresql(
         # New rows continue after the copied ids instead of colliding with them.
         await Admin(db, make_settings(tmp_path)).block(ADMIN, 10, 8)
         newest = (await audit_repo.audit_rows(db, 10, limit=1))[0]
-        assert newest.action == "block" and newest.id == source["audit"] + 1
+        assert newest.action == "block"
+        assert newest.id == source["audit"] + 1
 
     on_sqlite = run_flexbot("usage", "--since", "2020-01-01", data_dir=tmp_path)
     on_postgres = run_flexbot(
@@ -134,7 +148,8 @@ async def test_a_deployment_is_copied_verified_and_reads_the_same_on_postgresql(
         data_dir=tmp_path / "elsewhere",
         env={"FLEXBOT_DATABASE_URL": pg_url},
     )
-    assert on_sqlite.returncode == 0 and on_postgres.returncode == 0, on_postgres.stderr
+    assert on_sqlite.returncode == 0, on_sqlite.stderr
+    assert on_postgres.returncode == 0, on_postgres.stderr
     assert "jobs 5: 4 delivered, 1 failed, 0 cancelled" in on_sqlite.stdout
     assert usage_totals(on_postgres.stdout) == usage_totals(on_sqlite.stdout)
 
@@ -151,11 +166,12 @@ async def test_a_target_with_rows_is_refused_and_left_unchanged(
 
     assert run.returncode == 2
     assert "not empty (rows in audit, blocks)" in run.stderr
-    assert "nothing was written" in run.stderr
+    assert "no row was written" in run.stderr
     assert PASSWORD not in run.stdout + run.stderr
     async with postgres(pg_url) as db:
         assert await pg_facts(db) == before
-        assert before["jobs"] == 0 and before["blocks"] == 1
+        assert before["jobs"] == 0
+        assert before["blocks"] == 1
 
 
 async def test_a_second_run_into_the_copied_database_is_refused(
@@ -225,8 +241,19 @@ async def test_a_source_at_another_schema_version_is_refused_untouched(
     assert "run this Flexbot once on it" in run.stderr
     with closing(sqlite3.connect(tmp_path / "flexbot.db")) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 6  # not migrated by us
-    async with postgres(pg_url) as db:
-        assert await db.pool.fetchval("SELECT COUNT(*) FROM jobs") == 0
+    assert await user_tables(pg_url) == []  # the target was not even touched
+
+
+async def test_a_file_that_is_not_a_database_is_refused_before_the_target_is_touched(
+    tmp_path: Path, pg_url: str
+) -> None:
+    (tmp_path / "flexbot.db").write_bytes(b"these are not the bytes of a SQLite database" * 20)
+
+    run = run_flexbot("migrate-db", "--to", pg_url, data_dir=tmp_path)
+
+    assert run.returncode == 2
+    assert "file is not a database" in run.stderr
+    assert await user_tables(pg_url) == []
 
 
 async def test_a_table_it_does_not_know_stops_the_copy(
