@@ -127,6 +127,7 @@ class Gateway:
         self.resumed_count = 0
         self.replayed_count = 0
         self._resume_gate: asyncio.Event | None = None
+        self._resume_gate_shard: int | None = None
         self._sockets: set[web.WebSocketResponse] = set()
 
     @property
@@ -159,15 +160,20 @@ class Gateway:
             if intent is None or session.intents & intent:
                 await session.send(t, d)
 
-    def hold_resumes(self) -> asyncio.Event:
-        """Make RESUMEs wait (unanswered) until the returned event is set: events sent meanwhile
-        can only reach the bot by replay."""
+    def hold_resumes(self, *, shard_id: int | None = None) -> asyncio.Event:
+        """Make RESUMEs (only `shard_id`'s if given) wait unanswered until the returned event is
+        set: events sent meanwhile can only reach the bot by replay."""
         self._resume_gate = asyncio.Event()
+        self._resume_gate_shard = shard_id
         return self._resume_gate
 
-    async def drop(self, code: int = 4000) -> int:
-        """Close every open socket (as a network blip would); returns how many were closed."""
+    async def drop(self, code: int = 4000, *, shard_id: int | None = None) -> int:
+        """Close every open socket (as a network blip would), or only those of `shard_id`'s
+        sessions; returns how many were closed."""
         sockets = [ws for ws in self._sockets if not ws.closed]
+        if shard_id is not None:
+            own = {s.ws for s in self.shard_sessions(shard_id)}
+            sockets = [ws for ws in sockets if ws in own]
         for ws in sockets:
             await ws.close(code=code, message=b"fake discord dropped the connection")
         return len(sockets)
@@ -209,7 +215,11 @@ class Gateway:
             shown.pop("token", None)
         shard_id = session.shard_id if session else None
         if op == Op.IDENTIFY and isinstance(data, dict):
-            shard_id = int((data.get("shard") or [0, 1])[0])
+            pair = _shard_pair(data.get("shard"))
+            shard_id = pair[0] if pair else None
+        elif op == Op.RESUME and isinstance(data, dict):
+            resumed = next((s for s in self.sessions if s.id == data.get("session_id")), None)
+            shard_id = resumed.shard_id if resumed else None
         self.received.append(
             ReceivedOp(int(op or 0), shown, session.id if session else None, shard_id)
         )
@@ -251,7 +261,7 @@ class Gateway:
         if session is None or data.get("token") != self._token:
             await ws.send_str(json.dumps({"op": Op.INVALID_SESSION, "d": False}))
             return None
-        if self._resume_gate is not None:
+        if self._resume_gate is not None and self._resume_gate_shard in (None, session.shard_id):
             await self._changed()
             await self._resume_gate.wait()
         async with session.lock:

@@ -509,9 +509,10 @@ class FakeDiscord:
         msg = self.new_message(channel, self.bot_user, body, atts)
         return await self.store_message(msg)
 
-    async def drop_gateway(self, code: int = 4000) -> int:
-        """Close the bot's gateway socket; discord.py reconnects and sends RESUME."""
-        return await self.gateway.drop(code)
+    async def drop_gateway(self, code: int = 4000, *, shard_id: int | None = None) -> int:
+        """Close the bot's gateway sockets (only `shard_id`'s if given); discord.py reconnects and
+        sends RESUME."""
+        return await self.gateway.drop(code, shard_id=shard_id)
 
     # ------------------------------------------------------- interactions
     def _interaction_base(
