@@ -23,9 +23,9 @@ ADMIN = 555
 
 
 async def test_every_admin_change_writes_an_audit_row_with_the_actor(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         changes = [
             admin.set_limit(ADMIN, GUILD, "user_daily_cap", 500_000),
@@ -55,8 +55,10 @@ async def test_every_admin_change_writes_an_audit_row_with_the_actor(
         assert grant.detail == {"amount": 1_500_000, "reason": "contest", "user": 1}
 
 
-async def test_a_refused_change_writes_no_audit_row(tmp_path: Path, fake_fal: FakeFal) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+async def test_a_refused_change_writes_no_audit_row(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         with pytest.raises(UserError, match="bot owner"):
             await admin.set_limit(ADMIN, GUILD, "global_monthly_cap", 1)
@@ -72,9 +74,9 @@ async def test_a_refused_change_writes_no_audit_row(tmp_path: Path, fake_fal: Fa
 
 
 async def test_admin_daily_cap_refuses_the_next_edit_over_it(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         admin = Admin(kit.db, kit.settings)
         first = await kit.submit(user=1)
         assert isinstance(first, JobTicket)
@@ -91,9 +93,9 @@ async def test_admin_daily_cap_refuses_the_next_edit_over_it(
 
 
 async def test_member_override_beats_role_which_beats_server(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 200_000)
         await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 300_000, role_id=77)
@@ -110,8 +112,10 @@ async def test_member_override_beats_role_which_beats_server(
         assert other_guild["user_daily_cap"] == kit.settings.user_daily_cap
 
 
-async def test_pause_and_block_refuse_edits_until_lifted(tmp_path: Path, fake_fal: FakeFal) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+async def test_pause_and_block_refuse_edits_until_lifted(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         await admin.pause(ADMIN, GUILD)
         with pytest.raises(UserError) as info:
@@ -132,9 +136,9 @@ async def test_pause_and_block_refuse_edits_until_lifted(tmp_path: Path, fake_fa
 
 
 async def test_channel_gate_allowed_channels_required_role_and_dms(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         await admin.channel_gate(GUILD, 100, [], False)  # passes: raises nothing
         with pytest.raises(GateRefused) as dm:
@@ -152,14 +156,16 @@ async def test_channel_gate_allowed_channels_required_role_and_dms(
         await admin.channel_gate(GUILD, 100, [8, 9], False)
         await admin.set_allowed_channels(ADMIN, GUILD, [])
         await admin.channel_gate(GUILD, 555, [9], False)
-    async with engine_kit(tmp_path / "dms", fake_fal.url, start=False, allow_dms=True) as kit:
+    async with engine_kit(
+        tmp_path / "dms", fake_fal.url, database_url=db_url, start=False, allow_dms=True
+    ) as kit:
         await Admin(kit.db, kit.settings).channel_gate(None, 5, [], False)
 
 
 async def test_safety_policy_defaults_server_default_and_channel_override(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         assert await admin.safety_limits(GUILD, 100, True) == SafetyPolicy("2", False)
         await admin.set_safety(ADMIN, GUILD, None, "3", True)
@@ -171,9 +177,9 @@ async def test_safety_policy_defaults_server_default_and_channel_override(
 
 
 async def test_settings_report_shows_effective_values_and_their_sources(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         admin = Admin(kit.db, kit.settings)
         await admin.set_limit(ADMIN, GUILD, "user_daily_cap", 500_000, role_id=77)
         await admin.set_allowed_channels(ADMIN, GUILD, [100])
@@ -191,9 +197,9 @@ async def test_settings_report_shows_effective_values_and_their_sources(
 
 
 async def test_server_admin_cannot_raise_the_server_cap_over_the_owners_ceiling(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         assert kit.settings.guild_monthly_cap == 50_000_000
         admin = Admin(kit.db, kit.settings)
         for value in (50_000_001, None):
@@ -207,7 +213,7 @@ async def test_server_admin_cannot_raise_the_server_cap_over_the_owners_ceiling(
         limits = await kit.engine.limits_for(Requester(1, GUILD, 100, ()))
         assert limits["guild_monthly_cap"] == 5_000_000
     async with engine_kit(
-        tmp_path / "open", fake_fal.url, start=False, guild_monthly_cap=None
+        tmp_path / "open", fake_fal.url, database_url=db_url, start=False, guild_monthly_cap=None
     ) as kit:
         # The owner set no ceiling: a server may pick any cap, or none.
         admin = Admin(kit.db, kit.settings)
@@ -216,10 +222,15 @@ async def test_server_admin_cannot_raise_the_server_cap_over_the_owners_ceiling(
 
 
 async def test_role_and_member_limits_over_the_ceiling_are_refused(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     async with engine_kit(
-        tmp_path, fake_fal.url, start=False, user_cooldown_seconds=30.0, user_max_running=1
+        tmp_path,
+        fake_fal.url,
+        database_url=db_url,
+        start=False,
+        user_cooldown_seconds=30.0,
+        user_max_running=1,
     ) as kit:
         admin = Admin(kit.db, kit.settings)
         over = [
@@ -247,11 +258,15 @@ async def test_role_and_member_limits_over_the_ceiling_are_refused(
 
 
 async def test_an_override_stored_over_the_ceiling_is_clamped_when_limits_resolve(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     # An edit costs $0.10 here; the owner allows a member $0.05 a day, a server $0.15 a month.
     async with engine_kit(
-        tmp_path, fake_fal.url, user_daily_cap=50_000, guild_monthly_cap=150_000
+        tmp_path,
+        fake_fal.url,
+        database_url=db_url,
+        user_daily_cap=50_000,
+        guild_monthly_cap=150_000,
     ) as kit:
         async with kit.db.transaction() as tx:  # written before the fix, or by hand
             await limits_repo.set_limit(tx, LimitScope.USER, GUILD, 1, "user_daily_cap", None, 9)
@@ -284,9 +299,11 @@ async def test_an_override_stored_over_the_ceiling_is_clamped_when_limits_resolv
 
 
 async def test_credit_grants_are_bounded_per_member_per_month(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False, max_credit_grant=5_000_000) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, start=False, max_credit_grant=5_000_000
+    ) as kit:
         admin = Admin(kit.db, kit.settings)
         with pytest.raises(UserError, match=r"at most \$5.00 .* \$5.00 or less") as info:
             await admin.grant_credit(ADMIN, GUILD, 1, 5_000_001, None)
@@ -307,10 +324,10 @@ async def test_credit_grants_are_bounded_per_member_per_month(
 
 
 async def test_a_member_with_credit_is_still_refused_by_the_server_cap(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     async with engine_kit(
-        tmp_path, fake_fal.url, user_daily_cap=50_000, guild_monthly_cap=50_000
+        tmp_path, fake_fal.url, database_url=db_url, user_daily_cap=50_000, guild_monthly_cap=50_000
     ) as kit:
         await Admin(kit.db, kit.settings).grant_credit(ADMIN, GUILD, 1, 5_000_000, None)
         with pytest.raises(UserError) as info:
@@ -320,10 +337,14 @@ async def test_a_member_with_credit_is_still_refused_by_the_server_cap(
 
 
 async def test_settings_report_shows_admins_nothing_of_the_operator_or_other_servers(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
     async with engine_kit(
-        tmp_path, fake_fal.url, start=False, discord_sync_guilds=(424242, 434343)
+        tmp_path,
+        fake_fal.url,
+        database_url=db_url,
+        start=False,
+        discord_sync_guilds=(424242, 434343),
     ) as kit:
         admin = Admin(kit.db, kit.settings)
         await admin.set_limit(ADMIN, 11, "user_daily_cap", 300_000, role_id=878787)

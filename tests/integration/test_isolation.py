@@ -62,9 +62,9 @@ async def delivered(kit: Kit, **submit: Any) -> int:
 
 
 async def test_job_of_another_server_is_no_such_job_for_show_rerun_and_remix(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job_id = await delivered(kit, user=1, guild=GUILD_A)
         missing = await no_such_job(kit.engine.job_for(999, Requester(2, GUILD_B, CHANNEL)))
         for who in (Requester(2, GUILD_B, CHANNEL), Requester(1, GUILD_B, CHANNEL)):
@@ -83,9 +83,9 @@ async def test_job_of_another_server_is_no_such_job_for_show_rerun_and_remix(
 
 
 async def test_dm_job_is_visible_only_to_its_requester_in_dms(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job_id = await delivered(kit, user=1, guild=None)
         assert (await kit.engine.job_for(job_id, Requester(1, None, 55))).id == job_id
         await no_such_job(kit.engine.job_for(job_id, Requester(2, None, 56)))
@@ -94,9 +94,9 @@ async def test_dm_job_is_visible_only_to_its_requester_in_dms(
 
 
 async def test_age_restricted_job_never_reappears_in_an_ordinary_channel(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job_id = await delivered(
             kit, user=1, guild=GUILD_A, channel=NSFW_CHANNEL, channel_nsfw=True
         )
@@ -112,9 +112,9 @@ async def test_age_restricted_job_never_reappears_in_an_ordinary_channel(
 
 
 async def test_cancel_only_by_a_moderator_of_the_jobs_own_server(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         job_id = (await kit.submit(user=1, guild=GUILD_A)).job_id
         elsewhere = await kit.engine.cancel(job_id, Requester(9, GUILD_B, 300, moderator=True))
         assert elsewhere.outcome == "not_found"
@@ -128,9 +128,9 @@ async def test_cancel_only_by_a_moderator_of_the_jobs_own_server(
 
 
 async def test_context_menu_edit_of_an_opted_out_authors_images_is_refused(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         async with kit.db.transaction() as tx:
             await prefs_repo.set_remix_opt_out(tx, 5, True)
         request = EditRequest(
@@ -154,7 +154,7 @@ async def test_context_menu_edit_of_an_opted_out_authors_images_is_refused(
         )
         assert early.limit == "remix_opt_out"
         assert await job_count(kit) == 0
-        assert kit.stored_files() == []
+        assert await kit.stored_blobs() == []
         # Their own message's images are theirs to edit.
         own = EditRequest(
             request.params, request.inputs, Requester(5, GUILD_A, CHANNEL), source_author_id=5
@@ -163,9 +163,9 @@ async def test_context_menu_edit_of_an_opted_out_authors_images_is_refused(
 
 
 async def test_rerun_of_a_context_menu_job_keeps_the_source_authors_opt_out(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         job_id = await delivered(kit, user=1, guild=GUILD_A, source_author_id=5)
         async with kit.db.transaction() as tx:
             await prefs_repo.set_remix_opt_out(tx, 5, True)
@@ -177,9 +177,9 @@ async def test_rerun_of_a_context_menu_job_keeps_the_source_authors_opt_out(
 
 
 async def test_precheck_estimates_from_declared_sizes_as_an_upper_bound(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         who = Requester(1, GUILD_A, CHANNEL)
         auto = EditParams(prompt="p")
         # Inputs are downscaled to 1 MP, so a 12 MP photo costs what a 1 MP one does.
@@ -193,7 +193,7 @@ async def test_precheck_estimates_from_declared_sizes_as_an_upper_bound(
             real = await kit.engine.estimate(auto, [kit.upload(*size)])
             assert real <= await kit.engine.precheck(who, auto, [size], [1000])
         assert await job_count(kit) == 0
-        assert kit.stored_files() == []
+        assert await kit.stored_blobs() == []
 
 
 @pytest.mark.parametrize(
@@ -205,18 +205,20 @@ async def test_precheck_estimates_from_declared_sizes_as_an_upper_bound(
     ],
 )
 async def test_precheck_refuses_before_any_download_and_writes_nothing(
-    tmp_path: Path, fake_fal: FakeFal, settings: dict[str, Any], limit: str
+    tmp_path: Path, fake_fal: FakeFal, settings: dict[str, Any], limit: str, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False, **settings) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, start=False, **settings
+    ) as kit:
         first = await kit.submit(user=1, inputs=(kit.upload(seed=1),))  # holds $0.10
-        files, jobs = kit.stored_files(), await job_count(kit)
+        files, jobs = await kit.stored_blobs(), await job_count(kit)
         err = await refused(
             kit.engine.precheck(
                 Requester(1, GUILD_A, CHANNEL), EditParams(prompt="p"), [None], [1000]
             )
         )
         assert err.limit == limit
-        assert (kit.stored_files(), await job_count(kit)) == (files, jobs)
+        assert (await kit.stored_blobs(), await job_count(kit)) == (files, jobs)
         assert first.job_id == 1
         other = await kit.engine.precheck(
             Requester(2, GUILD_A, CHANNEL), EditParams(prompt="p"), [None], [1000]
@@ -225,9 +227,11 @@ async def test_precheck_refuses_before_any_download_and_writes_nothing(
 
 
 async def test_precheck_refuses_a_declared_file_over_the_byte_cap(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False, max_input_bytes=10_000) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, start=False, max_input_bytes=10_000
+    ) as kit:
         who = Requester(1, GUILD_A, CHANNEL)
         err = await refused(
             kit.engine.precheck(who, EditParams(prompt="p"), [None, None], [10, 10_001])
@@ -238,32 +242,33 @@ async def test_precheck_refuses_a_declared_file_over_the_byte_cap(
 
 
 async def test_refused_submit_writes_no_image_and_an_accepted_one_does(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, user_daily_cap=150_000) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, user_daily_cap=150_000
+    ) as kit:
         accepted = await kit.submit(user=1, inputs=(kit.upload(seed=1),))
-        assert len(kit.stored_files()) == 1
-        before = kit.stored_files()
+        assert len(await kit.stored_blobs()) == 1
+        before = await kit.stored_blobs()
         err = await refused(kit.submit(user=1, inputs=(kit.upload(seed=2), kit.upload(seed=3))))
         assert err.limit == "user_daily_cap"
         job = await kit.wait_final(accepted.job_id)
         assert job.state == JobState.DELIVERED
         assert job.output_hash is not None
-        output = kit.settings.blob_dir / job.output_hash[:2] / job.output_hash
-        assert [p for p in kit.stored_files() if p not in before] == [output]
+        assert [p for p in await kit.stored_blobs() if p not in before] == [job.output_hash]
 
 
 async def test_job_admitted_but_crashed_before_its_images_were_stored_fails_and_frees_money(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         # What a crash between the admission commit and the blob write leaves behind.
         request = EditRequest(
             EditParams(prompt="make it night"), (kit.upload(),), Requester(1, GUILD_A, CHANNEL)
         )
         admitted = await kit.engine.admission.admit(request, kit.settings.fal_app_id)
-        assert kit.stored_files() == []
-    async with engine_kit(tmp_path, fake_fal.url) as kit:  # the restart
+        assert await kit.stored_blobs() == []
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:  # the restart
         job = await kit.wait_final(admitted.job_id)
         assert job.state == JobState.FAILED
         assert (job.held_micros, job.charged_micros) == (0, 0)
@@ -298,9 +303,11 @@ async def test_jobs_from_before_the_migration_count_as_age_restricted_except_dms
 
 
 async def test_queue_seen_from_a_server_lists_only_that_servers_jobs(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False, user_cooldown_seconds=0.0) as kit:
+    async with engine_kit(
+        tmp_path, fake_fal.url, database_url=db_url, start=False, user_cooldown_seconds=0.0
+    ) as kit:
         here = (await kit.submit(user=1, guild=GUILD_A)).job_id
         await kit.submit(user=1, guild=GUILD_B)
         entries = await usage.queue_for(kit.engine, 1, visible_to=Requester(1, GUILD_A, CHANNEL))

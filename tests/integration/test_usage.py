@@ -14,7 +14,7 @@ from bot.admin import Admin
 from bot.engine import usage
 from bot.fal.fake import FakeFal
 from bot.model import MICROS_PER_USD, JobState, JobTicket, Requester
-from bot.store.db import Database, execute
+from bot.store.db import Database, execute, fetch_one
 from tests.support.engine_kit import Kit, engine_kit
 
 pytestmark = pytest.mark.usefixtures("instant_retries")
@@ -32,8 +32,7 @@ async def ledger_total(db: Database, user_id: int | None = None) -> int:
     if user_id is not None:
         sql += " WHERE user_id = ?"
         args = (user_id,)
-    async with db.conn.execute(sql, args) as cur:
-        row = await cur.fetchone()
+    row = await fetch_one(db, sql, args)
     assert row is not None
     return int(row[0])
 
@@ -51,9 +50,9 @@ async def finished(kit: Kit, user: int, channel: int = 100, **params: object) ->
 
 
 async def test_member_usage_matches_the_ledger_and_every_cap(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         await finished(kit, 1)
         await finished(kit, 1)
         await finished(kit, 2)
@@ -82,13 +81,14 @@ async def test_member_usage_matches_the_ledger_and_every_cap(
 
 
 async def test_held_money_of_running_jobs_counts_and_csv_sums_to_the_ledger(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         for user in (1, 2, 1):
             await finished(kit, user)
         async with (
             FakeFal(processing_time=30) as slow,
+            # a deployment of its own: on PostgreSQL too, its own (SQLite) database
             engine_kit(tmp_path / "slow", slow.url) as slow_kit,
         ):
             ticket = await slow_kit.submit(user=3)
@@ -109,9 +109,9 @@ async def test_held_money_of_running_jobs_counts_and_csv_sums_to_the_ledger(
 
 
 async def test_usage_report_totals_top_members_and_channels(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         await finished(kit, 1)
         await finished(kit, 1, channel=101)
         await finished(kit, 2)
@@ -128,9 +128,9 @@ async def test_usage_report_totals_top_members_and_channels(
 
 
 async def test_daily_series_places_older_spend_on_its_day(
-    tmp_path: Path, fake_fal: FakeFal
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
 ) -> None:
-    async with engine_kit(tmp_path, fake_fal.url) as kit:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url) as kit:
         old = await finished(kit, 1)
         await finished(kit, 1)
         async with kit.db.transaction() as tx:
@@ -144,8 +144,10 @@ async def test_daily_series_places_older_spend_on_its_day(
         assert sum(a for _, a in series) == await ledger_total(kit.db)
 
 
-async def test_queue_lists_positions_and_jobs_per_state(tmp_path: Path, fake_fal: FakeFal) -> None:
-    async with engine_kit(tmp_path, fake_fal.url, start=False) as kit:
+async def test_queue_lists_positions_and_jobs_per_state(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
+    async with engine_kit(tmp_path, fake_fal.url, database_url=db_url, start=False) as kit:
         for _ in range(3):
             assert isinstance(await kit.submit(user=1), JobTicket)
         assert isinstance(await kit.submit(user=2), JobTicket)

@@ -23,7 +23,7 @@ from bot.secret import Secret
 from bot.settings import Settings, load_settings
 from bot.store.blobs import BlobStore, DatabaseBlobs
 from bot.store.connect import open_database
-from bot.store.db import Database
+from bot.store.db import Database, fetch_all
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -103,9 +103,12 @@ class Kit:
         data = png(width, height, ((seed * 47) % 256, (seed * 91) % 256, 120))
         return new_input(normalize_image(data, f"upload-{seed}.png", ImageLimits()))
 
-    def stored_files(self) -> list[Path]:
-        """Every image file in the blob store."""
-        return sorted(p for p in self.settings.blob_dir.rglob("*") if p.is_file())
+    async def stored_blobs(self) -> list[str]:
+        """The sha256 of every image in the blob store (files on SQLite, rows on PostgreSQL)."""
+        if self.db.shared:
+            rows = await fetch_all(self.db, "SELECT sha256 FROM blob_data ORDER BY sha256")
+            return [str(r[0]) for r in rows]
+        return sorted(p.name for p in self.settings.blob_dir.rglob("*") if p.is_file())
 
     async def submit(
         self,
