@@ -89,23 +89,32 @@ class FlexBot(commands.AutoShardedBot):
     async def on_shard_disconnect(self, shard_id: int) -> None:
         self._live_shards.discard(shard_id)
 
+    async def launch_shards(self) -> None:
+        """Read GET /gateway/bot once: the shard count (unless set) and the identify concurrency.
+
+        discord.py would also take the gateway URL from that answer when it picks the count,
+        bypassing ``discord_gateway_url``; with the count set here it connects where
+        ``bot.app.point_discord_at`` pointed it, sharded or not.
+        """
+        try:
+            count, _url, limits = await self.http.get_bot_gateway()
+        except discord.GatewayNotFound:
+            if self.shard_count is None:
+                raise  # no count to run: discord.py fails the start the same way
+            log.warning("could not read Discord's session start limit; identifying one at a time")
+        else:
+            self._identify_concurrency = max(1, limits["max_concurrency"])
+            if self.shard_count is None:
+                self.shard_count = count
+                log.info("Discord recommends %d shard(s)", count)
+        await super().launch_shards()
+
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait out Discord's session start limit for this shard's bucket (cogs/identify.py)."""
-        if self._identify_concurrency is None:
-            self._identify_concurrency = await self._read_identify_concurrency()
-        delay = self._pacer.reserve(shard_id or 0, self._identify_concurrency)
+        delay = self._pacer.reserve(shard_id or 0, self._identify_concurrency or 1)
         if delay > 0:
             log.info("shard %s waits %.1f s for Discord's identify limit", shard_id, delay)
             await asyncio.sleep(delay)
-
-    async def _read_identify_concurrency(self) -> int:
-        """Discord's ``max_concurrency``; 1 (every shard in one bucket) if it cannot be read."""
-        try:
-            limits = await self.fetch_session_start_limits()
-        except discord.GatewayNotFound:
-            log.warning("could not read Discord's session start limit; identifying one at a time")
-            return 1
-        return max(1, limits.max_concurrency)
 
     def describe_shards(self) -> str:
         """Which shards this process runs, for the start-up log."""

@@ -174,6 +174,7 @@ async def test_one_process_runs_the_recommended_shards_and_answers_in_each(
     await discord.wait_for(lambda: live_shards(discord) == {(0, 2), (1, 2)})
     assert sorted(op.data["shard"] for op in discord.gateway.ops(Op.IDENTIFY)) == [[0, 2], [1, 2]]
     assert "this process runs every shard Discord recommends" in run.process.log()
+    assert len(discord.requests_for("GET /gateway/bot")) == 1
     shard0, shard1 = only_session(discord, 0), only_session(discord, 1)
 
     in_b = await edit_answered(discord, run, user=discord.carol, channel=discord.general_b)
