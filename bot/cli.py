@@ -165,8 +165,21 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_doctor_cli(settings))
 
 
+def _not_on_postgresql(command: str) -> int:
+    print(
+        f"flexbot: error: `flexbot {command}` copies a SQLite deployment; this one uses "
+        "PostgreSQL (database_url), whose images are in the database too: back it up with "
+        "pg_dump and restore it with pg_restore",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
     from bot.store import backup
+
+    if settings.postgres:
+        return _not_on_postgresql("backup")
 
     report = backup.backup(settings.data_dir, args.path)
     print(
@@ -178,6 +191,9 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 
 def _restore(args: argparse.Namespace, settings: Settings) -> int:
     from bot.store import backup
+
+    if settings.postgres:
+        return _not_on_postgresql("restore")
 
     report = backup.restore(args.path, settings.data_dir, force=args.force)
     print(

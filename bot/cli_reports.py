@@ -58,7 +58,7 @@ def reconcile_period(
 async def run_reconcile_cli(settings: Settings, args: argparse.Namespace) -> int:
     from bot.reconcile import KEY_SCOPE_FIX, reconcile
     from bot.reconcile_text import report_lines
-    from bot.store.db import Database
+    from bot.store.connect import open_database
 
     if not settings.fal_key:
         print(
@@ -66,7 +66,7 @@ async def run_reconcile_cli(settings: Settings, args: argparse.Namespace) -> int
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if not settings.database_path.exists():
+    if not settings.postgres and not settings.database_path.exists():
         print(
             f"flexbot: error: no database at {settings.database_path} (check data_dir)",
             file=sys.stderr,
@@ -77,7 +77,7 @@ async def run_reconcile_cli(settings: Settings, args: argparse.Namespace) -> int
         print("flexbot: error: --since must be before --until and today", file=sys.stderr)
         return EXIT_USAGE
     async with (
-        await Database.open(settings.database_path) as db,
+        await open_database(settings) as db,
         FalClient.from_settings(settings, settings.fal_key) as fal,
     ):
         try:

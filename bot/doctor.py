@@ -8,11 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot.errors import StoreError
 from bot.fal.client import FalClient
 from bot.fal.errors import FalAuthError, FalError, FalRequestListForbidden
 from bot.reconcile import KEY_SCOPE_FIX
-from bot.settings import Settings
+from bot.settings import Settings, redact_url
 from bot.store.db import inspect_file, migrations
+from bot.store.postgres import PG_MIGRATIONS, inspect_server
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,31 @@ def check_data_dir(settings: Settings) -> CheckResult:
             f"create {path} and give the bot's user write access, or set data_dir",
         )
     return CheckResult("data directory", True, f"{path} is writable")
+
+
+async def check_postgres(settings: Settings) -> CheckResult:
+    assert settings.database_url is not None
+    where = redact_url(settings.database_url)
+    known = len(migrations(PG_MIGRATIONS))
+    try:
+        version = await inspect_server(settings.database_url)
+    except StoreError as exc:
+        return CheckResult(
+            "database",
+            False,
+            f"PostgreSQL at {where}: {exc}",
+            "check database_url, that the server runs, and PGPASSWORD or ~/.pgpass",
+        )
+    if version > known:
+        return CheckResult(
+            "database",
+            False,
+            f"schema {version} is newer than this Flexbot ({known})",
+            "upgrade Flexbot on every process",
+        )
+    pending = known - version
+    note = f", {pending} migration(s) will run at start" if pending else ""
+    return CheckResult("database", True, f"PostgreSQL at {where}, schema {version}{note}")
 
 
 def check_database(settings: Settings) -> CheckResult:
@@ -143,7 +170,8 @@ DiscordCheck = Callable[[Settings], Awaitable[list[CheckResult]]]
 async def run_doctor(
     settings: Settings, client: FalClient, discord_check: DiscordCheck | None
 ) -> list[CheckResult]:
-    results = [check_config(settings), check_data_dir(settings), check_database(settings)]
+    database = await check_postgres(settings) if settings.postgres else check_database(settings)
+    results = [check_config(settings), check_data_dir(settings), database]
     results.append(await check_fal(settings, client))
     listing = await check_request_list(settings, client)
     if listing is not None:

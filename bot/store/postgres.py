@@ -217,3 +217,19 @@ def _without_secrets(exc: BaseException, url: str) -> str:
     text = str(exc)
     parts = url.split("@", 1)
     return text.replace(parts[0], "postgresql://***") if len(parts) == 2 else text
+
+
+async def inspect_server(url: str) -> int:
+    """The schema version of a PostgreSQL database (0: none yet), read without migrating or
+    locking anything (``flexbot doctor``). Raises StoreError, without the password, when the
+    server cannot be reached."""
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise StoreError(f"cannot connect: {_without_secrets(exc, url)}") from None
+    try:
+        if not await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+            return 0
+        return int(await conn.fetchval("SELECT version FROM schema_version") or 0)
+    finally:
+        await conn.close()
