@@ -47,7 +47,9 @@ SEED = int(os.environ.get("CRASH_TEST_SEED", "20261204"))
 JOBS, USERS = 200, 20
 SLOTS = 3
 KILLS = 21
-PROCESSING_TIME = 0.5
+PROCESSING_TIME = (
+    1.0  # 200 jobs take fal >= 50 s: the kills (about 1.3 s each) land while work remains
+)
 FAKE_CONCURRENCY = 4
 CAP = 350_000  # µ$: three and a half edits of the capped member
 LOST_ANSWERS = [
