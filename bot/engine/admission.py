@@ -171,8 +171,11 @@ class Admission:
             raise UserError("An edit takes 1 to 8 images.", limit="images")
         estimate = self.estimate(request.params, request.inputs)
         who = request.requester
-        now = self.clock()
         async with self.db.transaction() as tx:
+            # Read the clock once the write lock is held: a job another task or process inserted
+            # while this one waited must not look like it came from the future (a cooldown of 0
+            # would then refuse "for 0 s").
+            now = self.clock()
             await self.check_source_author(who, request.source_author_id, tx)
             limits = await self._check(who, estimate, now, tx)
             new = _new_job(request, endpoint, estimate, limits["user_max_running"])

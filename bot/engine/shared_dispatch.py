@@ -102,7 +102,9 @@ class SharedDispatcher(Dispatcher):
         with contextlib.suppress(Exception):  # a dead database: the leases run out instead
             async with self.db.transaction() as tx:
                 await claims.release(tx, self.owner)
-            self._tell_others()
+            await self._notify()
+        # Wake-ups still in flight go before the database closes under them.
+        await asyncio.gather(*self._notify_tasks, return_exceptions=True)
 
     # -- claiming --------------------------------------------------------------------------------
 
