@@ -277,6 +277,9 @@ class Job:
     fal_seconds: float = 0.0
     #: When fal last reported it queued or running.
     fal_seen_at: float | None = None
+    #: fal's safety checker flagged the output (``has_nsfw_concepts``): never shown openly
+    #: outside an age-restricted channel.
+    nsfw_flagged: bool = False
 
     @property
     def requester(self) -> Requester:

@@ -58,6 +58,8 @@ TABLES: dict[str, int] = {
     "guild_policy": BATCH_ROWS,
     "safety_policy": BATCH_ROWS,
     "turns": BATCH_ROWS,
+    "prompt_filters": BATCH_ROWS,
+    "channel_settings": BATCH_ROWS,
     "blob_data": 1,
 }
 

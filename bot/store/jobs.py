@@ -23,7 +23,7 @@ _COLUMNS = (
     " output_height, failure_reason, status_message_id, result_message_id, source_message_id,"
     " created_at, started_at, finished_at, updated_at, channel_nsfw, source_author_id,"
     " fal_input, submit_window_start, submit_window_end, fal_request_hint, fal_seconds,"
-    " fal_seen_at"
+    " fal_seen_at, nsfw_flagged"
 )
 _UPDATABLE = frozenset(
     {
@@ -47,6 +47,7 @@ _UPDATABLE = frozenset(
         "fal_request_hint",
         "fal_seconds",
         "fal_seen_at",
+        "nsfw_flagged",
     }
 )
 
@@ -91,6 +92,7 @@ def _job(row: Row) -> Job:
         fal_request_hint=row["fal_request_hint"],
         fal_seconds=float(row["fal_seconds"]),
         fal_seen_at=row["fal_seen_at"],
+        nsfw_flagged=bool(row["nsfw_flagged"]),
     )
 
 
