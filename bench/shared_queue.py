@@ -18,7 +18,14 @@ each engine in its own OS process (this file run with ``--worker``), all in the 
   (g) claim        ``claims.claim_next`` on PostgreSQL with 10,000 queued jobs from 1,000 members
                    in 50 servers: one serial transaction (write lock included) per claim, 500
                    claims, 32 running (the oldest claim finishes when a 33rd starts); p50/p95/p99,
-                   and EXPLAIN ANALYZE of the pick query with 10,000 queued.
+                   and EXPLAIN ANALYZE of the pick query with 10,000 queued (``--explain``
+                   prints the plans).
+  (g')             the same on a copy of that queue plus PROPOSED_INDEX (below): a change to
+                   the migrations measured here before it is made there.
+
+The host is reported with each run (CPUs, how busy everyone's processes kept them, load): on a
+small shared machine the numbers move with its other work, and the ratios within a run are the
+figures to compare.
 """
 
 from __future__ import annotations
