@@ -60,6 +60,10 @@ TABLES: dict[str, int] = {
     "turns": BATCH_ROWS,
     "prompt_filters": BATCH_ROWS,
     "channel_settings": BATCH_ROWS,
+    "gallery_removed": BATCH_ROWS,
+    "gallery_public": BATCH_ROWS,
+    "gallery_thumbs": 100,  # small WebP images
+    "gallery_names": BATCH_ROWS,
     "blob_data": 1,
 }
 
