@@ -7,10 +7,11 @@ wired to it and waits until it logged in, registered its commands and got READY.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -107,6 +108,17 @@ class BotProcess:
             self.proc.send_signal(signal.SIGKILL)
         if self.proc is not None:
             await self.proc.wait()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP for the block, SIGCONT after: alive, connected, but doing nothing meanwhile."""
+        assert self.proc is not None, "bot not started"
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            if self.running:
+                self.proc.send_signal(signal.SIGCONT)
 
     async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
