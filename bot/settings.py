@@ -76,7 +76,7 @@ class Settings:
     health_port: int = _opt(0, "Port of the /healthz and /metrics server; 0 = off.", lo=0, hi=65535)
     secrets_file: Path | None = _opt(
         None,
-        "A TOML file, outside the repository, holding DISCORD_TOKEN and/or FAL_KEY "
+        "A TOML file, outside the repository, holding DISCORD_TOKEN, FAL_KEY and/or GALLERY_SECRET "
         "(the environment wins over it).",
     )
 
@@ -365,9 +365,39 @@ class Settings:
         20.0, "How long shutdown waits for in-flight work.", lo=0, hi=600, section="queue"
     )
 
+    # gallery (the read-only web gallery, bot/gallery/)
+    gallery_host: str = _opt(
+        "127.0.0.1",
+        "Address the web gallery listens on; keep it local and put a TLS reverse proxy in "
+        "front (README, Web gallery).",
+        section="gallery",
+    )
+    gallery_port: int = _opt(
+        0,
+        "Port of the web gallery; 0 = off. Needs GALLERY_SECRET.",
+        lo=0,
+        hi=65535,
+        section="gallery",
+    )
+    public_url: str | None = _opt(
+        None,
+        "The gallery's address as members reach it (https://gallery.example.org, through the "
+        "reverse proxy); /gallery links start with it. Unset = http://gallery_host:gallery_port.",
+        section="gallery",
+    )
+    gallery_link_days: float = _opt(
+        7.0,
+        "How long a private gallery link from /gallery stays valid, in days.",
+        lo=0.01,
+        hi=365,
+        section="gallery",
+    )
+
     # secrets: never from the TOML file
     discord_token: Secret | None = field(default=None, metadata={"secret": True})
     fal_key: Secret | None = field(default=None, metadata={"secret": True})
+    #: Signs private gallery links (HMAC-SHA256); GALLERY_SECRET in the environment or file.
+    gallery_secret: Secret | None = field(default=None, metadata={"secret": True})
     sources: Mapping[str, str] = field(default_factory=dict, metadata={"internal": True})
     config_path: Path | None = field(default=None, metadata={"internal": True})
 
@@ -490,6 +520,7 @@ def load_settings(
         **loaded.values,
         discord_token=loaded.secrets["discord_token"],
         fal_key=loaded.secrets["fal_key"],
+        gallery_secret=loaded.secrets["gallery_secret"],
         sources=loaded.sources,
         config_path=loaded.config_path,
     )

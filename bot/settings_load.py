@@ -1,9 +1,9 @@
 """Reading the settings: defaults < TOML file < ``FLEXBOT_*`` environment, then the secrets.
 
-Secrets (``DISCORD_TOKEN``, ``FAL_KEY``) come from the environment or the ``secrets_file``,
-never from the config file. Each value's source is recorded for ``flexbot doctor`` and
-``/flexadmin settings``. :func:`bot.settings.load_settings` hands in the table of options and
-builds :class:`bot.settings.Settings` from what :func:`read_settings` found.
+Secrets (``DISCORD_TOKEN``, ``FAL_KEY``, ``GALLERY_SECRET``) come from the environment or the
+``secrets_file``, never from the config file. Each value's source is recorded for ``flexbot
+doctor`` and ``/flexadmin settings``. :func:`bot.settings.load_settings` hands in the table of
+options and builds :class:`bot.settings.Settings` from what :func:`read_settings` found.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bot.secret import Secret
 from bot.settings_values import NOT_SHOWN, Option, convert, echo, secret_like
 
 ENV_PREFIX = "FLEXBOT_"
-SECRET_NAMES = ("DISCORD_TOKEN", "FAL_KEY")
+SECRET_NAMES = ("DISCORD_TOKEN", "FAL_KEY", "GALLERY_SECRET")
 DEFAULT_CONFIG_PATH = Path("config/flexbot.toml")
 _EXAMPLE = "config/flexbot.example.toml"
 
@@ -193,7 +193,7 @@ def _secrets(
     secrets_file: Path | None, env: Mapping[str, str], sources: dict[str, str]
 ) -> dict[str, Secret | None]:
     """The secrets from the secrets file, then the environment (which wins); sources updated."""
-    secrets: dict[str, Secret | None] = {"discord_token": None, "fal_key": None}
+    secrets: dict[str, Secret | None] = {name.lower(): None for name in SECRET_NAMES}
     if secrets_file is not None:
         data = _read_toml(secrets_file, "secrets_file", sources["secrets_file"])
         for secret_name, raw_secret in data.items():
