@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UserError
 from bot.model import usd
+from bot.prompt_filter import check_pattern, check_term
 from bot.secret import Secret
 from bot.settings_example import example_text
 from bot.settings_load import ENV_PREFIX, read_settings
@@ -365,6 +366,21 @@ class Settings:
         20.0, "How long shutdown waits for in-flight work.", lo=0, hi=600, section="queue"
     )
 
+    # moderation
+    blocked_terms: tuple[str, ...] = _opt(
+        [],
+        "Words and phrases refused in prompts on every server, on top of each server's own "
+        "/flexadmin filter list (matched on whole words, look-alike spellings included). In the "
+        "environment: a JSON list, or terms separated by commas.",
+        section="moderation",
+    )
+    blocked_patterns: tuple[str, ...] = _opt(
+        [],
+        "RE2 patterns (linear time: no back-references or look-around) refused in prompts on "
+        "every server; tried on the case-folded prompt. In the environment: a JSON list.",
+        section="moderation",
+    )
+
     # gallery (the read-only web gallery, bot/gallery/)
     gallery_host: str = _opt(
         "127.0.0.1",
@@ -402,6 +418,7 @@ class Settings:
     config_path: Path | None = field(default=None, metadata={"internal": True})
 
     def __post_init__(self) -> None:
+        self._check_filters()
         if self.database_url is not None and not _known_database(self.database_url):
             raise ConfigError(
                 "database_url",
@@ -417,6 +434,17 @@ class Settings:
                 list(self.shard_ids),
                 "shard numbers below shard_count (which must be set)",
             )
+
+    def _check_filters(self) -> None:
+        """Every bot-wide term can match and every pattern compiles under RE2's bounds."""
+        for key, check in (("blocked_terms", check_term), ("blocked_patterns", check_pattern)):
+            for item in getattr(self, key):
+                try:
+                    check(item)
+                except UserError as exc:
+                    raise ConfigError(
+                        key, self.sources.get(key, "default"), item, exc.message
+                    ) from None
 
     @property
     def postgres(self) -> bool:

@@ -8,6 +8,7 @@ table as :class:`Option` rows handed to them, so neither imports :mod:`bot.setti
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from collections.abc import Callable, Container, Mapping
@@ -95,6 +96,7 @@ def allowed(option: Option) -> str:
         bool: "true or false",
         str: "text",
         Path: "a path",
+        tuple[str, ...]: "a list of strings",
     }.get(option.kind, "a list of integers")
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and hi is not None:
@@ -205,7 +207,19 @@ def _to_ints(raw: Any, meta: Mapping[str, Any], from_env: bool) -> tuple[int, ..
     return tuple(int(x) for x in items)
 
 
+def _to_strs(raw: Any, meta: Mapping[str, Any], from_env: bool) -> tuple[str, ...]:
+    """``tuple[str, ...]``: a TOML list; in the environment a JSON list or comma-separated text."""
+    items = raw
+    if from_env:
+        text = str(raw).strip()
+        items = json.loads(text) if text.startswith("[") else [s for s in text.split(",")]
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise _Refused
+    return tuple(x.strip() for x in items if x.strip())
+
+
 _CONVERTERS: dict[Any, _Converter] = {
+    tuple[str, ...]: _to_strs,
     bool: _to_bool,
     int: _to_int,
     float: _to_float,
