@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.admin_community import CommunityControls
 from bot.admin_facts import (
     BlockChanged,
     ChannelsChanged,
@@ -27,7 +28,7 @@ from bot.admin_facts import (
 
 # Re-exported: the /flexadmin cogs parse and word limits with these.
 from bot.admin_limits import LIMIT_WORDS as LIMIT_WORDS
-from bot.admin_limits import LimitControls, guild_key
+from bot.admin_limits import guild_key
 from bot.admin_limits import parse_limit_value as parse_limit_value
 from bot.admin_limits import parse_money as parse_money
 from bot.admin_report import settings_report
@@ -40,10 +41,11 @@ from bot.store import policy as policy_repo
 from bot.store import prefs as prefs_repo
 
 
-class Admin(LimitControls):
+class Admin(CommunityControls):
     """Policy reads for the gates and audited policy changes for /flexadmin.
 
-    Limits and credit come from :class:`bot.admin_limits.LimitControls`.
+    Limits and credit come from :class:`bot.admin_limits.LimitControls`; the prompt filter,
+    flagged outputs and channel defaults from :class:`bot.admin_community.CommunityControls`.
     """
 
     # -- gates -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bot.engine.quota import LimitSource
 from bot.errors import UserError
 from bot.model import LimitScope, SafetyTolerance
+from bot.params import ChannelDefaults
 
 
 class GateRefused(UserError):
@@ -116,6 +117,33 @@ class SafetyChanged:
     checker_off_allowed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class FilterChanged:
+    """A blocked word/phrase or pattern added or removed; ``changed`` False: nothing to do
+    (already there, or not there)."""
+
+    kind: str
+    term: str
+    added: bool
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedChanged:
+    """How outputs fal's safety checker flagged are shown in a channel now."""
+
+    channel_id: int
+    show: str  # hide | spoiler
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultsChanged:
+    """A channel's defaults now (all None: the bot's defaults)."""
+
+    channel_id: int
+    defaults: ChannelDefaults
+
+
 AdminChange = (
     LimitChanged
     | CreditChanged
@@ -124,4 +152,7 @@ AdminChange = (
     | ChannelsChanged
     | RoleChanged
     | SafetyChanged
+    | FilterChanged
+    | FlaggedChanged
+    | DefaultsChanged
 )

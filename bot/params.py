@@ -119,6 +119,53 @@ def parse_size(
     return ImageSize(preset=None, width=w, height=h)
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelDefaults:
+    """A channel's defaults, set by its server's admins; None: the bot's default.
+
+    A member's own option always wins; a default only fills an option the member left out.
+    """
+
+    steps: int | None = None
+    guidance: float | None = None
+    size: str | None = None
+    output_format: str | None = None
+    safety: str | None = None
+
+    def as_tuple(self) -> tuple[int | float | str | None, ...]:
+        """In the order of the stored columns (``bot.store.channels.DEFAULT_COLUMNS``)."""
+        return (self.steps, self.guidance, self.size, self.output_format, self.safety)
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in self.as_tuple())
+
+
+def check_channel_defaults(defaults: ChannelDefaults, limits: ParamLimits) -> ChannelDefaults:
+    """The defaults validated exactly as a member's options are, in their stored form."""
+    params = parse_edit_params(
+        prompt="x",
+        num_images=1,
+        limits=limits,
+        steps=defaults.steps,
+        guidance=defaults.guidance,
+        size=defaults.size,
+        output_format=defaults.output_format,
+        safety_tolerance=defaults.safety,
+    )
+    return ChannelDefaults(
+        steps=None if defaults.steps is None else params.num_inference_steps,
+        guidance=None if defaults.guidance is None else params.guidance_scale,
+        size=None if defaults.size is None else str(params.image_size),
+        output_format=None if defaults.output_format is None else params.output_format,
+        safety=None if defaults.safety is None else str(params.safety_tolerance),
+    )
+
+
+def _given(value: object) -> bool:
+    return value is not None and value != ""
+
+
 def parse_edit_params(
     *,
     prompt: str | None,
@@ -133,8 +180,19 @@ def parse_edit_params(
     output_format: str | None = None,
     safety_tolerance: str | int | None = None,
     enable_safety_checker: bool | None = None,
+    defaults: ChannelDefaults | None = None,
 ) -> EditParams:
-    """Validate raw inputs (strings from a CLI or typed Discord options) into EditParams."""
+    """Validate raw inputs (strings from a CLI or typed Discord options) into EditParams.
+
+    ``defaults`` (a channel's) fill the options not given; a member's own value always wins.
+    """
+    if defaults is not None:
+        custom = _given(width) or _given(height)
+        steps = steps if _given(steps) else defaults.steps
+        guidance = guidance if _given(guidance) else defaults.guidance
+        size = size if _given(size) or custom else defaults.size
+        output_format = output_format if _given(output_format) else defaults.output_format
+        safety_tolerance = safety_tolerance if _given(safety_tolerance) else defaults.safety
     text = clean_prompt(prompt, limits.max_prompt_chars)
     if not 1 <= num_images <= MAX_IMAGES:
         raise InvalidParameter("images", num_images, f"1 to {MAX_IMAGES} images")

@@ -92,11 +92,18 @@ class Hit:
     term: Term
     matched: str
 
+    @property
+    def shown(self) -> str:
+        """What the member is told to rephrase: the word, or the text a pattern matched."""
+        return (self.term.text if self.term.kind == "word" else self.matched)[:MAX_TERM_CHARS]
+
+    @property
+    def template(self) -> str:
+        return BLOCKED_EVERYWHERE if self.term.everywhere else BLOCKED_HERE
+
     def message(self) -> str:
         """The member's private refusal, naming what to rephrase."""
-        shown = self.term.text if self.term.kind == "word" else self.matched
-        template = BLOCKED_EVERYWHERE if self.term.everywhere else BLOCKED_HERE
-        return template.format(term=shown[:MAX_TERM_CHARS])
+        return self.template.format(term=self.shown)
 
 
 class PromptBlocked(UserError):
@@ -105,6 +112,9 @@ class PromptBlocked(UserError):
     def __init__(self, hit: Hit) -> None:
         super().__init__(hit.message(), limit="prompt_filter")
         self.hit = hit
+        # The msgid and its values, for a front end that words refusals in the member's language.
+        self.template = hit.template
+        self.params = {"term": hit.shown}
 
 
 def fold(text: str) -> str:

@@ -5,6 +5,10 @@ job is inserted with its ``reserve`` ledger row in ONE write transaction, so two
 both fit under a cap that has room for one. A refusal is a raised ``UserError`` that names the
 limit, what is left and when it resets.
 
+The prompt filter (issue 14: the server's blocked words and patterns and the bot-wide ones) is
+the first check of both ``precheck`` and ``admit``, which every entry point passes; a refusal is
+recorded in the audit table for the server's moderators.
+
 ``precheck`` makes the same checks earlier, from the sizes the uploads declare, so a refused edit
 costs no download, no decode and no disk (issue 11); it writes nothing, and submit still decides.
 """
@@ -21,9 +25,12 @@ from bot.errors import UserError
 from bot.images import check_size
 from bot.model import MAX_IMAGES, EditParams, EditRequest, InputImage, Job, Requester
 from bot.pricing import PriceList
+from bot.prompt_filter import PromptBlocked, find_blocked
 from bot.settings import Settings
 from bot.store import access as access_repo
+from bot.store import audit as audit_repo
 from bot.store import credits as credits_repo
+from bot.store import filters as filters_repo
 from bot.store import jobs as jobs_repo
 from bot.store import limits as limits_repo
 from bot.store import prefs as prefs_repo
@@ -89,6 +96,34 @@ class Admission:
                 f"Flexbot is paused {where} by an admin; try again later.", limit="paused"
             )
 
+    async def check_prompt(self, requester: Requester, prompt: str) -> None:
+        """Refuse a prompt holding a blocked term (PromptBlocked), and record the refusal."""
+        terms = await filters_repo.blocking_terms(
+            self.db,
+            requester.guild_id,
+            self.settings.blocked_terms,
+            self.settings.blocked_patterns,
+        )
+        hit = find_blocked(prompt, terms)
+        if hit is None:
+            return
+        log.info("user=%s guild=%s refused: prompt_filter", requester.user_id, requester.guild_id)
+        async with self.db.transaction() as tx:
+            await audit_repo.record(
+                tx,
+                requester.guild_id,
+                requester.user_id,
+                "prompt_blocked",
+                {
+                    "channel": requester.channel_id,
+                    "kind": hit.term.kind,
+                    "term": hit.term.text,
+                    "everywhere": hit.term.everywhere,
+                    "prompt": prompt[:200],
+                },
+            )
+        raise PromptBlocked(hit)
+
     async def check_source_author(
         self, requester: Requester, author_id: int | None, src: Reader | None = None
     ) -> None:
@@ -137,6 +172,7 @@ class Admission:
         """
         if not 1 <= len(declared) <= MAX_IMAGES:
             raise UserError("An edit takes 1 to 8 images.", limit="images")
+        await self.check_prompt(requester, params.prompt)
         for number, size in enumerate(declared_bytes, 1):
             check_size(f"Image {number}", size, self.settings.max_input_bytes)
         await self.check_source_author(requester, source_author_id)
@@ -169,6 +205,7 @@ class Admission:
         """Check every limit and insert the queued job with its reservation, atomically."""
         if not 1 <= len(request.inputs) <= MAX_IMAGES:
             raise UserError("An edit takes 1 to 8 images.", limit="images")
+        await self.check_prompt(request.requester, request.params.prompt)
         estimate = self.estimate(request.params, request.inputs)
         who = request.requester
         async with self.db.transaction() as tx:
