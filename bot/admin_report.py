@@ -9,6 +9,8 @@ from bot.engine.quota import MONEY_LIMITS
 from bot.model import DEFAULT_SAFETY_TOLERANCE, LimitScope, usd
 from bot.settings import UNLIMITED, Settings
 from bot.store import access as access_repo
+from bot.store import channels as channels_repo
+from bot.store import filters as filters_repo
 from bot.store import limits as limits_repo
 from bot.store import policy as policy_repo
 from bot.store.db import Database
@@ -94,4 +96,35 @@ async def _access_rows(db: Database, guild_id: int) -> list[SettingRow]:
     rows.append(SettingRow("paused", "yes" if paused else "no", where))
     blocked = await access_repo.blocked_users(db, guild_id)
     rows.append(SettingRow("blocked_members", str(len(blocked)), "server"))
+    return rows + await _community_rows(db, guild_id)
+
+
+async def _community_rows(db: Database, guild_id: int) -> list[SettingRow]:
+    """The settings report's lines for the prompt filter and each channel's own settings."""
+    terms = await filters_repo.terms(db, guild_id)
+    words = sum(1 for t in terms if t.kind == "word")
+    rows = [
+        SettingRow(
+            "prompt_filter",
+            f"{words} word(s), {len(terms) - words} pattern(s)",
+            "server" if terms else "default",
+        )
+    ]
+    for channel in await channels_repo.guild_channels(db, guild_id):
+        where = Ids("channel", (channel.channel_id,))
+        if channel.has_defaults:
+            shown = ", ".join(
+                f"{name} {value}"
+                for name, value in (
+                    ("steps", channel.steps),
+                    ("guidance", None if channel.guidance is None else f"{channel.guidance:g}"),
+                    ("size", channel.size),
+                    ("format", channel.output_format),
+                    ("safety", channel.safety),
+                )
+                if value is not None
+            )
+            rows.append(SettingRow("channel_defaults", shown, where))
+        if channel.flagged_output != "hide":
+            rows.append(SettingRow("flagged_output", channel.flagged_output, where))
     return rows

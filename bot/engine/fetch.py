@@ -47,7 +47,12 @@ async def fetch(ctx: RunContext, job: Job, *, cancelled: bool, timed_out: bool) 
     content_type = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
     sha = await ctx.inputs.store(data, width, height, content_type)
     won = await ctx.settlement.fetched(
-        job, output_hash=sha, size=(width, height), seed=result.seed, cost=cost
+        job,
+        output_hash=sha,
+        size=(width, height),
+        seed=result.seed,
+        cost=cost,
+        nsfw_flagged=result.flagged,
     )
     if not won:
         return None
@@ -55,7 +60,14 @@ async def fetch(ctx: RunContext, job: Job, *, cancelled: bool, timed_out: bool) 
         took = ctx.clock() - job.started_at
         ctx.metrics.fal_job_seconds.observe(took)
         ctx.record_duration(took)
-    log.info("job=%s fetched output=%s cost=%s seed=%s", job.id, sha[:12], cost, result.seed)
+    log.info(
+        "job=%s fetched output=%s cost=%s seed=%s flagged=%s",
+        job.id,
+        sha[:12],
+        cost,
+        result.seed,
+        result.flagged,
+    )
     return await ctx.job(job.id)
 
 

@@ -104,8 +104,12 @@ class Settlement:
         size: tuple[int, int],
         seed: int | None,
         cost: int,
+        nsfw_flagged: bool = False,
     ) -> bool:
-        """running -> fetched: store the output, release the hold and charge the actual price."""
+        """running -> fetched: store the output, release the hold and charge the actual price.
+
+        ``nsfw_flagged``: fal's safety checker flagged the output; fal billed it all the same, so
+        it is charged like any other, and delivery decides how (or whether) it is shown."""
         now = self.clock()
         async with self.db.transaction() as tx:
             won = await jobs_repo.transition(
@@ -119,6 +123,7 @@ class Settlement:
                 seed=seed,
                 cost_micros=cost,
                 finished_at=now,
+                nsfw_flagged=int(nsfw_flagged),
             )
             if won:
                 await release(tx, job, now)

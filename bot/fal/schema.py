@@ -108,6 +108,15 @@ class EditResult:
     images: list[OutputImage]
     seed: int
     request_id: str
+    #: fal's safety checker, one flag per image (``has_nsfw_concepts``). fal's FLUX endpoints
+    #: return it beside ``images``; the schema of flux-2-flex/edit does not list it
+    #: (shared/reference/fal-queue-api.md §8), so a missing or malformed field is "not flagged".
+    nsfw_flags: tuple[bool, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """The first image (the one Flexbot keeps) was flagged by fal's safety checker."""
+        return bool(self.nsfw_flags and self.nsfw_flags[0])
 
 
 def _int_or_none(value: object) -> int | None:
@@ -166,7 +175,9 @@ def parse_result(body: object, request_id: str) -> EditResult:
     seed = _int_or_none(body.get("seed"))
     if seed is None:
         raise FalError("fal returned a result without a seed", request_id=request_id)
-    return EditResult(images=images, seed=seed, request_id=request_id)
+    flags = body.get("has_nsfw_concepts")
+    nsfw_flags = tuple(flag is True for flag in flags) if isinstance(flags, list) else ()
+    return EditResult(images=images, seed=seed, request_id=request_id, nsfw_flags=nsfw_flags)
 
 
 #: The ``status`` filter of fal's request list: 2xx, 5xx and 4xx outcomes respectively

@@ -34,6 +34,8 @@ Choices where fal's behaviour is not documented (see shared/reference/fal-queue-
   499 ``{"detail": ..., "error_type": "client_cancelled"}``.
 - A prompt containing ``BLOCKED_WORD`` fails the content checker (with the safety checker on),
   so end-to-end tests can trigger it without the control API.
+- A prompt containing ``FLAGGED_WORD`` (``FAKE_FLAGGED``) succeeds, is billed, and its output
+  carries ``has_nsfw_concepts: [true]``: fal's safety checker flagging an image (README.md).
 - Result retention (fal.ai/docs queue result: "1 hour", "10 KB or larger ... 6 minutes"): a
   result expires ``result_ttl_small`` (3600 s) after it completed, ``result_ttl_large`` (360 s)
   when its JSON is ``RESULT_LARGE_BYTES`` or more, on the fake's clock (``now()``; tests move it

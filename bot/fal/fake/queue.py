@@ -1,6 +1,7 @@
 """The fake's queue and its "model": jobs wait their turn (FIFO, ``concurrency`` at once), then
 run through the steps fal's endpoint takes: check the input, fetch the images, step through the
-inference (cancellable), apply a job fault or the content checker, and render the output."""
+inference (cancellable), apply a job fault or the content checker, and render the output
+(flagged by the safety checker when the prompt says ``FAKE_FLAGGED``; see README.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from bot.fal.fake.validate import field_error, validate_arguments
 log = logging.getLogger(__name__)
 
 BLOCKED_WORD = "FAKE_NSFW"
+#: In a prompt (with the safety checker on), the output is made, billed and returned with
+#: ``has_nsfw_concepts: [true]``, the way fal's safety checker flags an image (README.md).
+FLAGGED_WORD = "FAKE_FLAGGED"
 
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
@@ -222,5 +226,11 @@ class JobQueue(FakeState):
             "width": width,
             "height": height,
         }
-        job.finish(200, {"images": [image], "seed": seed})
+        body: dict[str, Any] = {"images": [image], "seed": seed}
+        if (
+            args.get("enable_safety_checker", True)
+            and FLAGGED_WORD.lower() in str(args["prompt"]).lower()
+        ):
+            body["has_nsfw_concepts"] = [True]
+        job.finish(200, body)
         self._bill(job, (width, height))
