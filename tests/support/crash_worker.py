@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,16 +233,7 @@ async def run(args: argparse.Namespace) -> int:
     log = HarnessLog(data_dir / HARNESS_DB, os.getpid())
     db = await Database.open(settings.database_path)
     log.begin_run(await states_on_disk(db))
-    fal = FalClient(
-        Secret("crash-test-key"),
-        queue_url=args.fal_url,
-        rest_url=args.fal_url,
-        api_url=args.fal_url,
-        app_id=settings.fal_app_id,
-        timeout=settings.fal_http_timeout_seconds,
-        max_attempts=settings.fal_max_attempts,
-        insecure_local_origin=args.fal_url,
-    )
+    fal = fal_client(settings, args.fal_url)
     offset = await fal_clock_offset(args.fal_url)
     engine = Engine(
         db=db,
@@ -251,13 +243,36 @@ async def run(args: argparse.Namespace) -> int:
         settings=settings,
         clock=lambda: time.time() + offset,
     )
+    return await drive(
+        engine,
+        fal,
+        db,
+        log,
+        submit=lambda: submit_plan(engine, db, plan),
+        cancels=lambda: issue_cancels(engine, db, plan, log),
+        finished=lambda: all_final(db, len(plan)),
+    )
+
+
+async def drive(
+    engine: Engine,
+    fal: FalClient,
+    db: Database,
+    log: HarnessLog,
+    *,
+    submit: Callable[[], Awaitable[None]],
+    cancels: Callable[[], Awaitable[None]],
+    finished: Callable[[], Awaitable[bool]],
+) -> int:
+    """Start the engine, say ``ready``, submit, issue the cancels and wait until ``finished``;
+    then close everything (a kill may come at any point of it)."""
     await engine.start()
     print("ready", flush=True)
     tasks: list[asyncio.Task[Any]] = []
     try:
-        await submit_plan(engine, db, plan)
-        tasks.append(asyncio.create_task(issue_cancels(engine, db, plan, log)))
-        while not await all_final(db, len(plan)):
+        await submit()
+        tasks.append(asyncio.create_task(cancels()))
+        while not await finished():
             if tasks[0].done() and tasks[0].exception() is not None:
                 raise tasks[0].exception()  # type: ignore[misc]
             await asyncio.sleep(0.1)
@@ -271,6 +286,20 @@ async def run(args: argparse.Namespace) -> int:
         log.close()
     print("done", flush=True)
     return 0
+
+
+def fal_client(settings: Settings, fal_url: str) -> FalClient:
+    """The worker's fal client, pointed at the fake fal process."""
+    return FalClient(
+        Secret("crash-test-key"),
+        queue_url=fal_url,
+        rest_url=fal_url,
+        api_url=fal_url,
+        app_id=settings.fal_app_id,
+        timeout=settings.fal_http_timeout_seconds,
+        max_attempts=settings.fal_max_attempts,
+        insecure_local_origin=fal_url,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

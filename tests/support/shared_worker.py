@@ -23,13 +23,10 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from bot.engine.engine import Engine
 from bot.errors import UserError
-from bot.fal.client import FalClient
 from bot.model import EditParams, EditRequest, InputImage, JobState, LimitScope, Requester
-from bot.secret import Secret
 from bot.store import limits
 from bot.store.blobs import DatabaseBlobs
 from bot.store.db import Database, fetch_all
@@ -39,6 +36,8 @@ from tests.support.crash_worker import (
     MODERATOR,
     STRANGER,
     PlannedJob,
+    drive,
+    fal_client,
     make_plan,
     png,
     worker_settings,
@@ -181,16 +180,7 @@ async def run(args: argparse.Namespace) -> int:
     log.begin_run(await states_of(db))
     if args.cap is not None:
         await set_cap(db, args.cap)
-    fal = FalClient(
-        Secret("crash-test-key"),
-        queue_url=args.fal_url,
-        rest_url=args.fal_url,
-        api_url=args.fal_url,
-        app_id=settings.fal_app_id,
-        timeout=settings.fal_http_timeout_seconds,
-        max_attempts=settings.fal_max_attempts,
-        insecure_local_origin=args.fal_url,
-    )
+    fal = fal_client(settings, args.fal_url)
     engine = Engine(
         db=db,
         blobs=DatabaseBlobs(db),
@@ -198,28 +188,21 @@ async def run(args: argparse.Namespace) -> int:
         delivery=FileDelivery(log, latency=DELIVERY_LATENCY),
         settings=settings,
     )
-    await engine.start()
-    print("ready", flush=True)
-    tasks: list[asyncio.Task[Any]] = []
-    try:
+
+    async def submit() -> None:
         if args.cap_burst:
             await cap_burst(engine, args.slot, log)
         await submit_share(engine, db, share)
-        tasks.append(asyncio.create_task(issue_cancels(engine, db, share, log)))
-        while not await everything_final(db, len(plan)):
-            if tasks[0].done() and tasks[0].exception() is not None:
-                raise tasks[0].exception()  # type: ignore[misc]
-            await asyncio.sleep(0.2)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await engine.stop(timeout=2)
-        await fal.aclose()
-        await db.close()
-        log.close()
-    print("done", flush=True)
-    return 0
+
+    return await drive(
+        engine,
+        fal,
+        db,
+        log,
+        submit=submit,
+        cancels=lambda: issue_cancels(engine, db, share, log),
+        finished=lambda: everything_final(db, len(plan)),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
