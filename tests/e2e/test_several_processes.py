@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 
 from bot.fal.fake import FakeFal
+from bot.store.postgres import WRITE_LOCK
 from tests.e2e.conftest import BotProcess, StartBot
 from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, flexbot_settings, slash_edit
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
@@ -81,6 +82,22 @@ async def wait_for_state(
         discord, reached, f"job #{job_id} {state}: {await job_row(pg, job_id)}", timeout
     )
     return result
+
+
+@contextlib.asynccontextmanager
+async def paused_off_the_lock(process: BotProcess, pg: asyncpg.Connection) -> AsyncIterator[None]:
+    """`process` paused (SIGSTOP) for the block, at a moment it holds no bot-wide write lock: a
+    process paused inside a write transaction would hold up every other process's writes."""
+    while True:
+        with process.paused():
+            async with pg.transaction():
+                free = await pg.fetchval("SELECT pg_try_advisory_xact_lock($1)", WRITE_LOCK)
+            if free:
+                yield
+                return
+        # Caught inside a transaction (or another one was): let the lock's holder finish.
+        async with pg.transaction():
+            await pg.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
 
 
 def results(channel: FakeChannel) -> list[FakeMessage]:
@@ -173,7 +190,7 @@ async def test_a_killed_process_job_is_delivered_once_by_the_other_and_buttons_w
         return row if fal_job is not None and fal_job.state == "IN_PROGRESS" else None
 
     # Which process claims a job is a race; the other one is paused until the victim holds it.
-    with survivor.paused():
+    async with paused_off_the_lock(survivor, pg):
         await slash_edit(discord, user=member[victim_shard], channel=channel)
         row = await wait_until(discord, at_fal, "job #1 running at fal", timeout=15)
     request_id = row["fal_request_id"]
