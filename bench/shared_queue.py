@@ -845,8 +845,9 @@ def _limits(runs: list[dict[str, Any]]) -> str:
         f"replies while the server is executing at most {executing:.2f} backend on average: "
         "the lock is held across client round trips (the holder's event loop and the CPU "
         f"scheduler stand between a reply and the next statement: loop lag p99 {lag} ms), "
-        f"so held time grows with processes on {_cpus()} CPUs ({held} ms/tx; the host up to "
-        f"{host:.2f} CPUs busy). fal is not the limit (calls in flight above) and neither are "
+        f"so it costs what CPU contention on {_cpus()} CPUs makes it cost ({held} ms held per "
+        f"tx; the host up to {host:.2f} CPUs busy). fal is not the limit (calls in flight "
+        "above) and neither are "
         "the pick queries (executing backends above)"
     )
 
