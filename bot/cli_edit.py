@@ -74,7 +74,7 @@ async def run_edit(args: argparse.Namespace, settings: Settings) -> int:
             settings = dataclasses.replace(settings, data_dir=Path(tmp))
         backend = FalBackend.FAKE if args.fake else FalBackend.REAL
         async with open_core(
-            settings, fal=backend, fake_processing_time=1.0, reconcile=False
+            settings, fal=backend, fake_processing_time=1.0, reconcile=False, serve_gallery=False
         ) as core:
             return await _edit_through_engine(core, args, params)
     raise AssertionError("unreachable")  # mypy: the with block always returns

@@ -3,7 +3,8 @@
 ``open_core(settings)`` builds everything once, inside ``async with`` blocks, and closes it in
 reverse order: the database, the blob store, the fal client (the real fal, or the bundled fake for
 a dry run), the image pool, the engine, the admin policy and the periodic reconciliation with
-fal's request list (:class:`~bot.reconcile.PeriodicCheck`; off for one-shot commands). Front ends
+fal's request list (:class:`~bot.reconcile.PeriodicCheck`; off for one-shot commands) and the web
+gallery (:mod:`bot.gallery`, when ``gallery_port`` is set). Front ends
 (the Discord bot, the ``flexbot edit`` terminal) take the :class:`Core` and start the engine with
 their own :class:`~bot.engine.delivery.Delivery`; nothing else builds a core part a second time.
 """
@@ -18,7 +19,10 @@ from enum import StrEnum
 
 from bot.admin import Admin
 from bot.engine.engine import Engine
+from bot.errors import ConfigError
 from bot.fal.client import FalClient
+from bot.gallery.server import GalleryServer
+from bot.gallery.service import Gallery
 from bot.images import ImageLimits, ImageProcessor
 from bot.params import ParamLimits
 from bot.reconcile import PeriodicCheck
@@ -57,6 +61,7 @@ class Core:
     param_limits: ParamLimits
     dry_run: bool
     reconciler: PeriodicCheck
+    gallery: Gallery
 
 
 @contextlib.asynccontextmanager
@@ -88,11 +93,20 @@ async def open_core(
     fal: FalBackend = FalBackend.AUTO,
     fake_processing_time: float = 2.0,
     reconcile: bool = True,
+    serve_gallery: bool = True,
 ) -> AsyncIterator[Core]:
     """Build the core for ``settings``; everything is closed when the block ends.
 
     ``reconcile``: run the periodic check against fal's request list (the bot does; a one-shot
-    command such as ``flexbot edit`` has no use for it)."""
+    command such as ``flexbot edit`` has no use for it). ``serve_gallery``: serve the web gallery
+    when ``gallery_port`` is set (the bot does; one-shot commands do not)."""
+    if serve_gallery and settings.gallery_port and not settings.gallery_secret:
+        raise ConfigError(
+            "gallery_port",
+            settings.sources.get("gallery_port", "default"),
+            settings.gallery_port,
+            "0 (off) unless GALLERY_SECRET (environment or secrets_file) signs the gallery links",
+        )
     async with contextlib.AsyncExitStack() as stack:
         db = await open_database(settings)
         stack.push_async_callback(db.close)
@@ -111,6 +125,11 @@ async def open_core(
         if reconcile:
             reconciler.start()
             stack.push_async_callback(reconciler.stop)  # before the engine and fal client close
+        gallery = Gallery(db, settings, engine.clock)
+        if serve_gallery and settings.gallery_port:
+            server = GalleryServer(db, blobs, gallery, settings.gallery_host, settings.gallery_port)
+            await server.start()
+            stack.push_async_callback(server.stop)
         yield Core(
             settings=settings,
             db=db,
@@ -121,4 +140,5 @@ async def open_core(
             param_limits=ParamLimits.from_settings(settings),
             dry_run=dry_run,
             reconciler=reconciler,
+            gallery=gallery,
         )

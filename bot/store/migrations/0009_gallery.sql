@@ -28,7 +28,8 @@ CREATE TABLE gallery_thumbs (
     created_at REAL    NOT NULL
 );
 
--- Members' display names as Discord last showed them to the bot (the core knows only ids).
+-- Members' display names as Discord last showed them to the bot (the core knows only ids);
+-- user_id 0 holds the server's own name.
 CREATE TABLE gallery_names (
     guild_id   INTEGER NOT NULL,
     user_id    INTEGER NOT NULL,
