@@ -27,7 +27,12 @@ from cogs.tree import FlexTree
 log = logging.getLogger(__name__)
 
 #: Extensions loaded at start-up, in order.
-EXTENSIONS = ("cogs.edits.extension", "cogs.members.extension", "cogs.admin.extension")
+EXTENSIONS = (
+    "cogs.edits.extension",
+    "cogs.members.extension",
+    "cogs.admin.extension",
+    "cogs.gallery.extension",  # after admin: it adds /flexadmin gallery
+)
 
 
 class FlexBot(commands.AutoShardedBot):

@@ -54,7 +54,7 @@ async def cancel_job(
             )
         job = await jobs_repo.get_job(db, job_id) or job
     if job.state in ACTIVE_FAL:
-        async with db.transaction() as tx:
+        async with db.transaction(serial=False) as tx:
             await jobs_repo.update_job(tx, job_id, cancel_requested=1)
         cancel_requests.add(job_id)
         log.info("job=%s cancel requested by %s", job_id, caller_id)

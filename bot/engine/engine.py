@@ -384,7 +384,7 @@ class Engine:
         return await self.blobs.get(job.output_hash)
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(serial=False) as tx:
             await jobs_repo.update_job(tx, job_id, status_message_id=message_id)
 
     async def _tell(self, job: Job, notice: str) -> None:

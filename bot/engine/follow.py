@@ -57,7 +57,7 @@ class FalTime:
 
     async def save(self) -> None:
         self._saved_at = self.clock()
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(serial=False) as tx:
             await jobs_repo.update_job(
                 tx, self.job_id, fal_seconds=self.seconds, fal_seen_at=self.seen_at
             )

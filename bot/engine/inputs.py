@@ -40,7 +40,7 @@ class Inputs:
     async def store(self, data: bytes, width: int, height: int, content_type: str) -> str:
         """Put bytes in the blob store and record them (a re-store refreshes retention)."""
         sha = await self.blobs.put(data)
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(serial=False) as tx:
             await image_rows.record_blob(
                 tx, sha, len(data), width, height, content_type, self.clock()
             )
@@ -58,7 +58,7 @@ class Inputs:
         content_type = row.content_type if row else "image/png"
         ext = "png" if content_type == "image/png" else "jpg"
         url = await self.fal.upload(data, content_type, f"{sha[:16]}.{ext}")
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(serial=False) as tx:
             await image_rows.set_fal_url(tx, sha, url, now)
         return url
 
@@ -94,7 +94,7 @@ class Inputs:
         old = [s for s in await image_rows.blobs_older_than(self.db, cutoff) if s not in active]
         for sha in old:
             await self.blobs.delete(sha)
-            async with self.db.transaction() as tx:
+            async with self.db.transaction(serial=False) as tx:
                 await image_rows.mark_deleted(tx, sha, now)
         if old:
             log.info(

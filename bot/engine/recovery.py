@@ -35,7 +35,7 @@ async def recover(
             dispatcher.queue(job.id, job.user_id, job.guild_id, limits["user_max_running"])
     for job in await jobs_repo.jobs_in_states(db, [JobState.SUBMITTING]):
         # The POST's answer (if it was sent) never got stored: the window closes now at latest.
-        async with db.transaction() as tx:
+        async with db.transaction(serial=False) as tx:
             await jobs_repo.transition(
                 tx, job.id, [JobState.SUBMITTING], JobState.UNSURE, submit_window_end=clock()
             )

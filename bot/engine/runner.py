@@ -153,7 +153,7 @@ class JobRun:
                     await asyncio.wait_for(ctx.stopping.wait(), timeout=delay)
                 delay *= 2
                 continue
-            async with ctx.db.transaction() as tx:
+            async with ctx.db.transaction(serial=False) as tx:
                 await jobs_repo.transition(
                     tx, job.id, [JobState.FETCHED], JobState.DELIVERED, result_message_id=message_id
                 )

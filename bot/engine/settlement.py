@@ -73,7 +73,7 @@ class Settlement:
         changes: dict[str, Any] = {} if JobState.FETCHED in from_states else {"finished_at": now}
         if cost is not None:
             changes["cost_micros"] = cost
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(serial=False) as tx:
             won = await jobs_repo.transition(
                 tx, job.id, from_states, to_state, failure_reason=reason, **changes
             )
@@ -111,7 +111,7 @@ class Settlement:
         ``nsfw_flagged``: fal's safety checker flagged the output; fal billed it all the same, so
         it is charged like any other, and delivery decides how (or whether) it is shown."""
         now = self.clock()
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(serial=False) as tx:
             won = await jobs_repo.transition(
                 tx,
                 job.id,

@@ -140,7 +140,7 @@ class SharedDispatcher(Dispatcher):
             return
         if held.state == JobState.SUBMITTING:
             # Its owner died inside the submit window: the POST's answer was never stored.
-            async with self.db.transaction() as tx:
+            async with self.db.transaction(serial=False) as tx:
                 await jobs_repo.transition(
                     tx,
                     held.job_id,

@@ -53,7 +53,7 @@ async def submit(ctx: RunContext, job: Job) -> Job | None:
         ctx.count_fal_error(exc)
         await fail(job, [JobState.SUBMITTING], exc.user_message)
         return None
-    async with ctx.db.transaction() as tx:
+    async with ctx.db.transaction(serial=False) as tx:
         await jobs_repo.transition(
             tx,
             job.id,
@@ -70,7 +70,7 @@ async def submit(ctx: RunContext, job: Job) -> Job | None:
 async def _unsure(ctx: RunContext, job: Job, exc: FalSubmitAmbiguous) -> Job | None:
     """The submit's answer was lost: fal may be running (and billing) the job."""
     ctx.metrics.fal_submits_unsure.labels(exc.cause).inc()
-    async with ctx.db.transaction() as tx:
+    async with ctx.db.transaction(serial=False) as tx:
         await jobs_repo.transition(
             tx,
             job.id,

@@ -156,6 +156,8 @@ class FlexButton(
                 "can delete it."
             )
         await interaction.response.defer()
+        # Deleted in Discord, gone from the web gallery too.
+        await core_of(interaction.client).gallery.forget_result(job.id, interaction.user.id)
         if interaction.message is not None:
             await interaction.message.delete()
 

@@ -1,4 +1,4 @@
-"""/usage (spend against every cap, remaining, resets, a 30-day chart) and /optout remix."""
+"""/usage (spend against every cap, remaining, resets, a 30-day chart), /optout remix|gallery."""
 
 from __future__ import annotations
 
@@ -46,4 +46,12 @@ class UsageCog(commands.Cog):
     @app_commands.describe(state="on: others may not remix your images; off: they may")
     async def remix(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
         message = await self.core.admin.set_remix_opt_out(interaction.user.id, state == "on")
+        await interaction.response.send_message(message, ephemeral=True)
+
+    @optout.command(
+        name="gallery", description="Keep (on) or show (off) your results in the web gallery."
+    )
+    @app_commands.describe(state="on: none of your results appear in any web gallery; off: they do")
+    async def gallery(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+        message = await self.core.gallery.set_opt_out(interaction.user.id, state == "on")
         await interaction.response.send_message(message, ephemeral=True)
