@@ -123,9 +123,19 @@ class CommunityControls(LimitControls):
         return FlaggedChanged(channel_id, flagged)
 
     async def flagged_output(self, guild_id: int | None, channel_id: int | None) -> FlaggedOutput:
+        """The admins' stored choice for the channel (``hide`` unless they chose otherwise)."""
         if guild_id is None or channel_id is None:
             return "hide"
         return (await channels_repo.channel_settings(self.db, guild_id, channel_id)).flagged_output
+
+    async def flagged_display(
+        self, guild_id: int | None, channel_id: int | None, channel_is_nsfw: bool
+    ) -> FlaggedOutput:
+        """How a flagged output may be shown in this channel now: as a spoiler only where the
+        admins chose so and the channel is age-restricted at this moment; else not at all."""
+        if not channel_is_nsfw:
+            return "hide"
+        return await self.flagged_output(guild_id, channel_id)
 
     # -- channel defaults ------------------------------------------------------------------------
 

@@ -104,6 +104,17 @@ class DiscordDelivery:
     async def progress(self, job: Job, progress: Progress) -> None:
         await self._edit_status(job, render.status_progress(job, progress))
 
+    async def _flagged_display(self, job: Job, channel: Postable) -> str:
+        """``spoiler`` or ``hide`` for a flagged output: a spoiler only where the admins chose
+        it, in a channel age-restricted now and when the job was asked for."""
+        core = getattr(self.bot, "core", None)
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        nsfw_now = bool(is_nsfw()) if callable(is_nsfw) else False
+        if core is None or not (nsfw_now and job.channel_nsfw):
+            return "hide"
+        display: str = await core.admin.flagged_display(job.guild_id, channel.id, nsfw_now)
+        return display
+
     async def deliver(self, job: Job, image: bytes) -> int | None:
         channel = await self._channel(job)
         missing = self._missing(channel)
@@ -111,15 +122,24 @@ class DiscordDelivery:
             raise Undeliverable(
                 f"missing permissions in channel {channel.id}: {', '.join(missing)}"
             )
-        limit = channel.guild.filesize_limit if not isinstance(channel, discord.DMChannel) else 0
-        limit = limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-        ext = "png" if job.params.output_format == "png" else "jpg"
-        data, ext = await asyncio.to_thread(fit_upload, image, limit, ext)
         parent = None
         if job.parent_job_id is not None:
             parent = await self.engine.get_job(job.parent_job_id)
-        filename = render.output_filename(job, ext)
-        out = render.result(job, parent, filename)
+        display = await self._flagged_display(job, channel) if job.nsfw_flagged else None
+        file = discord.utils.MISSING
+        if display == "hide":
+            # Never shown openly: the message says so and carries no image at all.
+            out = render.flagged_hidden(job, parent)
+        else:
+            limit = (
+                channel.guild.filesize_limit if not isinstance(channel, discord.DMChannel) else 0
+            )
+            limit = limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+            ext = "png" if job.params.output_format == "png" else "jpg"
+            data, ext = await asyncio.to_thread(fit_upload, image, limit, ext)
+            filename = render.output_filename_shown(job, ext, display)
+            out = render.result(job, parent, filename)
+            file = discord.File(io.BytesIO(data), filename=filename)
         reference = None
         if job.status_message_id is not None:
             reference = discord.MessageReference(
@@ -129,7 +149,7 @@ class DiscordDelivery:
             message = await channel.send(
                 out.content,
                 embed=out.embed or discord.utils.MISSING,
-                file=discord.File(io.BytesIO(data), filename=filename),
+                file=file,
                 view=render.make_view(out.buttons),
                 allowed_mentions=requester_only(job),
                 reference=reference or discord.utils.MISSING,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import discord
 from discord import app_commands
 
@@ -105,6 +107,30 @@ class SafetyGroup(AdminSubgroup):
                 SafetyTolerance(tolerance),
                 checker_off,
                 channel_is_nsfw=bool(channel and channel.is_nsfw()),
+            ),
+        )
+
+    @app_commands.command(
+        name="flagged", description="How images fal's safety checker flagged are shown."
+    )
+    @app_commands.describe(
+        channel="The channel",
+        show="hide: no image (default); spoiler: behind a spoiler (age-restricted channels only)",
+    )
+    async def flagged(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel,
+        show: Literal["hide", "spoiler"],
+    ) -> None:
+        await reply(
+            interaction,
+            self.core.admin.set_flagged_output(
+                interaction.user.id,
+                guild_id_of(interaction),
+                channel.id,
+                show,
+                channel_is_nsfw=channel.is_nsfw(),
             ),
         )
 

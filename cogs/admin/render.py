@@ -7,11 +7,15 @@ from typing import Any
 import discord
 
 from bot.admin import LIMIT_WORDS
+from bot.admin_community import FilterList
 from bot.admin_facts import (
     AdminChange,
     BlockChanged,
     ChannelsChanged,
     CreditChanged,
+    DefaultsChanged,
+    FilterChanged,
+    FlaggedChanged,
     Ids,
     LimitChanged,
     PauseChanged,
@@ -23,6 +27,8 @@ from bot.admin_report import show_limit
 from bot.engine.quota import MONEY_LIMITS, LimitSource
 from bot.engine.usage import UsageReport
 from bot.model import AuditRow, LimitScope, usd
+from bot.params import ChannelDefaults
+from bot.prompt_filter import Hit
 from bot.reconcile import CheckSummary
 
 
@@ -79,7 +85,64 @@ def describe_change(change: AdminChange) -> str:
                 else " The safety checker stays on."
             )
             return f"Highest safety tolerance for {place} is now {tolerance}.{checker}"
+        case FilterChanged(kind, term, added, changed):
+            template = {
+                (True, True): FILTER_ADDED,
+                (True, False): FILTER_ALREADY,
+                (False, True): FILTER_REMOVED,
+                (False, False): FILTER_MISSING,
+            }[(added, changed)]
+            return template.format(kind=kind, term=term)
+        case FlaggedChanged(channel, show):
+            template = FLAGGED_SPOILER if show == "spoiler" else FLAGGED_HIDE
+            return template.format(channel=f"<#{channel}>")
+        case DefaultsChanged(channel, defaults) if defaults.empty:
+            return DEFAULTS_CLEARED.format(channel=f"<#{channel}>")
+        case DefaultsChanged(channel, defaults):
+            return DEFAULTS_SET.format(channel=f"<#{channel}>", defaults=show_defaults(defaults))
     raise AssertionError(f"unknown admin change {change!r}")
+
+
+# Admin-facing words about issue 14's controls (templates for the message catalogues).
+FILTER_ADDED = "Prompts holding the {kind} “{term}” are now refused on this server."
+FILTER_ALREADY = "The {kind} “{term}” was already blocked."
+FILTER_REMOVED = "The {kind} “{term}” is no longer blocked."
+FILTER_MISSING = "“{term}” is not a blocked {kind} here; see /flexadmin filter list."
+FLAGGED_HIDE = "Images fal's safety checker flags are not shown in {channel} (the member is told)."
+FLAGGED_SPOILER = "Images fal's safety checker flags are shown behind a spoiler in {channel}."
+DEFAULTS_SET = "Edits in {channel} now default to {defaults}; members' own options still win."
+DEFAULTS_CLEARED = "Edits in {channel} use the bot's defaults again."
+FILTER_LIST = "Blocked words: {words}\nBlocked patterns: {patterns}"
+FILTER_BOT_WIDE = "\nThe bot's owner also blocks {count} term(s) on every server."
+FILTER_NONE = "none"
+FILTER_PASSES = "That prompt passes the filter here."
+FILTER_BLOCKS = "That prompt would be refused: it holds “{term}” ({source} {kind})."
+
+
+def show_defaults(defaults: ChannelDefaults) -> str:
+    """``steps 12, size 1024x768`` for the defaults set."""
+    names = ("steps", "guidance", "size", "format", "safety")
+    return ", ".join(
+        f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in zip(names, defaults.as_tuple(), strict=True)
+        if value is not None
+    )
+
+
+def render_filter_list(listed: FilterList) -> str:
+    words = ", ".join(f"“{w}”" for w in listed.words) or FILTER_NONE
+    patterns = ", ".join(f"`{p}`" for p in listed.patterns) or FILTER_NONE
+    text = FILTER_LIST.format(words=words, patterns=patterns)
+    if listed.bot_wide:
+        text += FILTER_BOT_WIDE.format(count=listed.bot_wide)
+    return text[:1900]
+
+
+def render_filter_test(hit: Hit | None) -> str:
+    if hit is None:
+        return FILTER_PASSES
+    source = "bot-wide" if hit.term.everywhere else "this server's"
+    return FILTER_BLOCKS.format(term=hit.shown, source=source, kind=hit.term.kind)
 
 
 def render_report(report: UsageReport) -> discord.Embed:

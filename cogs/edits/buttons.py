@@ -146,6 +146,8 @@ class FlexButton(
 
     async def _remix(self, interaction: discord.Interaction[Any]) -> None:
         job = await load_job(interaction, self.job_id)
+        if job.nsfw_flagged:  # its image would become the reference of a new edit
+            raise UserError(render.REMIX_FLAGGED.format(job=job.id))
         await interaction.response.send_modal(RemixModal(job))
 
     async def _delete(self, interaction: discord.Interaction[Any]) -> None:

@@ -107,7 +107,11 @@ async def queue_edit(
     """
     core = core_of(interaction.client)
     who = requester_of(interaction)
-    params = parse_edit_params(num_images=len(attachments), limits=core.param_limits, **raw)
+    # The channel's defaults (its admins') fill the options the member left out.
+    defaults = await core.admin.channel_defaults(interaction.guild_id, interaction.channel_id)
+    params = parse_edit_params(
+        num_images=len(attachments), limits=core.param_limits, defaults=defaults, **raw
+    )
     await check_safety(core, interaction, params)
     check_declared(core, attachments)
     await core.engine.precheck(

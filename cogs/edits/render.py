@@ -20,6 +20,25 @@ RESULT_ACTIONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "remix": ("Remix", discord.ButtonStyle.primary),
     "delete": ("Delete", discord.ButtonStyle.danger),
 }
+#: Buttons under a flagged result: no Remix, which would feed the flagged image to a new edit.
+FLAGGED_ACTIONS = ("rerun", "reroll", "tweak", "delete")
+SPOILER_PREFIX = "SPOILER_"  # Discord shows an attachment named so behind a spoiler
+
+# Member-facing words about outputs fal's safety checker flagged (templates for the catalogues).
+FLAGGED_HIDDEN = (
+    "<@{user}> job #{job}: fal's safety checker flagged the image, so it is not shown in this "
+    "channel. It was still charged ({cost}) because fal billed it."
+)
+FLAGGED_SPOILER = (
+    "fal's safety checker flagged this image, so it is behind a spoiler. It was charged ({cost}) "
+    "as usual."
+)
+FLAGGED_NOT_SHOWN = (
+    "Job #{job}'s image was flagged by fal's safety checker, so Flexbot does not post it here."
+)
+
+REMIX_FLAGGED = "Job #{job}'s image was flagged by fal's safety checker, so it cannot be remixed."
+
 CUSTOM_ID_TEMPLATE = r"flex:(?P<action>rerun|reroll|tweak|remix|delete|cancel):(?P<job>\d+)"
 
 
@@ -49,10 +68,11 @@ def cancel_button(job_id: int) -> ButtonSpec:
     return ButtonSpec("Cancel", custom_id("cancel", job_id), discord.ButtonStyle.danger)
 
 
-def result_buttons(job_id: int) -> tuple[ButtonSpec, ...]:
+def result_buttons(job_id: int, actions: tuple[str, ...] | None = None) -> tuple[ButtonSpec, ...]:
     return tuple(
         ButtonSpec(label, custom_id(action, job_id), style)
         for action, (label, style) in RESULT_ACTIONS.items()
+        if actions is None or action in actions
     )
 
 
@@ -126,8 +146,25 @@ def output_filename(job: Job, fmt: str | None = None) -> str:
     return f"flexbot-{job.id}.{ext}"
 
 
-def result(job: Job, parent: Job | None, filename: str) -> Rendered:
-    """The result message: mention, embed with every parameter, and the result buttons."""
+def output_filename_shown(job: Job, ext: str, display: str | None) -> str:
+    """The attachment's name: behind a spoiler when a flagged output is shown that way."""
+    name = output_filename(job, ext)
+    return SPOILER_PREFIX + name if job.nsfw_flagged and display == "spoiler" else name
+
+
+def flagged_hidden(job: Job, parent: Job | None) -> Rendered:
+    """A flagged output where it may not be shown: the facts and the charge, no image."""
+    full = result(job, parent, None)
+    content = FLAGGED_HIDDEN.format(user=job.user_id, job=job.id, cost=usd(job.cost_micros or 0))
+    return Rendered(content, full.embed, result_buttons(job.id, FLAGGED_ACTIONS))
+
+
+def result(job: Job, parent: Job | None, filename: str | None) -> Rendered:
+    """The result message: mention, embed with every parameter, and the result buttons.
+
+    ``filename`` is the attachment the embed shows (None: none). A flagged output's attachment
+    (a spoiler) is never put in the embed, where Discord would show it openly.
+    """
     p = job.params
     seed = job.seed if job.seed is not None else p.seed
     embed = discord.Embed(
@@ -148,11 +185,15 @@ def result(job: Job, parent: Job | None, filename: str) -> Rendered:
     line = lineage(job, parent)
     if line:
         embed.add_field(name="Lineage", value=line)
-    embed.set_image(url=f"attachment://{filename}")
+    if filename is not None and not job.nsfw_flagged:
+        embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(text=f"job {job.id}")
     content = f"<@{job.user_id}> job #{job.id} is ready · seed {seed} · {usd(job.cost_micros or 0)}"
     if line:
         content += f" · {line}"
+    if job.nsfw_flagged:
+        content += "\n" + FLAGGED_SPOILER.format(cost=usd(job.cost_micros or 0))
+        return Rendered(content, embed, result_buttons(job.id, FLAGGED_ACTIONS))
     return Rendered(content, embed, result_buttons(job.id))
 
 

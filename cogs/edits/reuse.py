@@ -17,7 +17,7 @@ from bot.params import parse_edit_params
 from cogs.delivery import fit_upload
 from cogs.edits import render
 from cogs.edits.commands import check_safety, publish
-from cogs.interactions import core_of, requester_of
+from cogs.interactions import channel_is_nsfw, core_of, requester_of
 
 
 async def load_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
@@ -84,10 +84,17 @@ class Reuse(commands.Cog):
             if found.output_hash:
                 raise UserError(f"The image of job #{job} has expired and was deleted.")
             raise UserError(render.job_summary(found))
+        display = None
+        if found.nsfw_flagged:
+            display = await core.admin.flagged_display(
+                interaction.guild_id, interaction.channel_id, channel_is_nsfw(interaction)
+            )
+            if display == "hide":
+                raise UserError(render.FLAGGED_NOT_SHOWN.format(job=job))
         ext = "png" if found.params.output_format == "png" else "jpg"
         data, ext = await asyncio.to_thread(fit_upload, stored, interaction.filesize_limit, ext)
         parent = await core.engine.get_job(found.parent_job_id) if found.parent_job_id else None
-        filename = render.output_filename(found, ext)
+        filename = render.output_filename_shown(found, ext, display)
         out = render.result(found, parent, filename)
         await interaction.edit_original_response(content=f"Job #{job} posted below.")
         await interaction.followup.send(
