@@ -3,7 +3,8 @@
     FlexbotError
     ├── ConfigError            a setting is wrong; start-up stops (exit code 2)
     ├── UserError              the one way to say no to a member; ``str(e)`` is safe to show them,
-    │   │                      ``limit``/``remaining``/``resets_at`` carry the facts behind a limit
+    │   │                      ``limit``/``remaining``/``resets_at`` carry the facts behind a limit,
+    │   │                      ``template``/``params`` the same words for translation (bot.i18n)
     │   ├── InvalidParameter   a parameter out of range (names it, the value and what is allowed)
     │   ├── ImageRejected      an input image we will not take (names the file and why)
     │   └── NoSuchJob          a job that does not exist *or* may not be seen from here
@@ -16,6 +17,10 @@ Exceptions carry their facts as attributes so callers branch on fields, not on t
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.i18n import ENGLISH, translate
 
 
 class FlexbotError(Exception):
@@ -39,6 +44,11 @@ class UserError(FlexbotError):
     When a limit said no, ``limit`` names it (``user_daily_cap``, ``user_max_queued``, ``paused``,
     ...), ``remaining`` is what is left of it (micro-dollars for money caps) and ``resets_at`` is
     when it resets (epoch seconds, UTC), so callers and tests branch on fields, never on text.
+
+    ``template`` is the message's msgid in the catalogues (English with ``{named}`` placeholders)
+    and ``params`` its values (``bot.i18n.Money``, ``Duration``, ``Moment`` where the reader's
+    locale formats them), so the front end can say it in the member's language. Without a
+    template the message itself is the msgid (a fixed sentence).
     """
 
     def __init__(
@@ -48,12 +58,37 @@ class UserError(FlexbotError):
         limit: str | None = None,
         remaining: int | None = None,
         resets_at: float | None = None,
+        template: str | None = None,
+        params: Mapping[str, object] | None = None,
     ) -> None:
         self.message = message
         self.limit = limit
         self.remaining = remaining
         self.resets_at = resets_at
+        self.template = template or message
+        self.params: Mapping[str, object] = dict(params or {})
         super().__init__(message)
+
+    @classmethod
+    def of(
+        cls,
+        template: str,
+        /,
+        *,
+        limit: str | None = None,
+        remaining: int | None = None,
+        resets_at: float | None = None,
+        **params: object,
+    ) -> UserError:
+        """A refusal from its msgid and parameters; its message is the English text."""
+        return cls(
+            translate(ENGLISH, template, **params),
+            limit=limit,
+            remaining=remaining,
+            resets_at=resets_at,
+            template=template,
+            params=params,
+        )
 
 
 class InvalidParameter(UserError):
@@ -66,7 +101,11 @@ class InvalidParameter(UserError):
         shown = value if isinstance(value, int | float) else repr(value)
         if isinstance(value, str) and len(value) > 60:
             shown = repr(value[:57] + "...")
-        super().__init__(f"`{name}`: got {shown}, allowed: {allowed}.")
+        super().__init__(
+            f"`{name}`: got {shown}, allowed: {allowed}.",
+            template="`{name}`: got {value}, allowed: {allowed}.",
+            params={"name": name, "value": shown, "allowed": allowed},
+        )
 
 
 class ImageRejected(UserError):
@@ -75,7 +114,11 @@ class ImageRejected(UserError):
     def __init__(self, filename: str, reason: str) -> None:
         self.filename = filename
         self.reason = reason
-        super().__init__(f"{filename}: {reason}")
+        super().__init__(
+            f"{filename}: {reason}",
+            template="{filename}: {reason}",
+            params={"filename": filename, "reason": reason},
+        )
 
 
 class NoSuchJob(UserError):
@@ -84,7 +127,12 @@ class NoSuchJob(UserError):
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
-        super().__init__(f"There is no job #{job_id}.", limit="job")
+        super().__init__(
+            f"There is no job #{job_id}.",
+            limit="job",
+            template="There is no job #{job}.",
+            params={"job": job_id},
+        )
 
 
 class UpstreamError(FlexbotError):

@@ -331,11 +331,14 @@ class JobTicket:
 
 @dataclass(frozen=True, slots=True)
 class CancelResult:
-    """The outcome of a cancel request, with the words for the member."""
+    """The outcome of a cancel request, with the words for the member (``message`` in English;
+    ``template`` and ``params`` the same for translation, see ``bot.i18n``)."""
 
     job_id: int
     outcome: CancelOutcome
     message: str
+    template: str = ""
+    params: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from discord.ext import commands
 from bot.core import Core
 from cogs.delivery import DiscordDelivery
 from cogs.identify import IdentifyPacer
+from cogs.translator import FlexTranslator
 from cogs.tree import FlexTree
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class FlexBot(commands.AutoShardedBot):
             if self.registers_commands
             else "the process running shard 0 registers the commands",
         )
+        await self.tree.set_translator(FlexTranslator())
         for name in EXTENSIONS:
             await self.load_extension(name)
         await self.core.engine.start(DiscordDelivery(self, self.core.engine))

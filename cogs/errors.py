@@ -1,8 +1,9 @@
 """How the Discord layer says no, and answers any failure.
 
 The core says no with one exception, :class:`~bot.errors.UserError`. ``report`` turns any error
-into a short ephemeral answer: a UserError's own words (channels and roles as mentions), fixed text
-for known Discord errors, else a logged traceback and "Something went wrong (ref abc123)".
+into a short ephemeral answer in the member's Discord locale: a UserError's own words (channels
+and roles as mentions; translated from its template), fixed text for known Discord errors, else a
+logged traceback and "Something went wrong (ref abc123)".
 :class:`Refused` only carries a UserError through discord.py's check machinery, which aborts a
 command only on an ``AppCommandError``.
 """
@@ -19,6 +20,7 @@ from discord.ext import commands
 
 from bot.admin_facts import GateRefused
 from bot.errors import UserError
+from bot.i18n import ENGLISH, Duration, language_of, translate
 
 log = logging.getLogger(__name__)
 
@@ -31,35 +33,51 @@ class Refused(app_commands.CheckFailure):
         super().__init__(str(error))
 
 
-def refusal_text(refusal: UserError) -> str:
-    """A no from the core in the member's words, naming channels and roles as mentions."""
+def locale_of(interaction: discord.Interaction[Any]) -> str:
+    """The member's Discord locale (``fr``, ``pt-BR``): private answers are in their language."""
+    return str(interaction.locale)
+
+
+def refusal_text(refusal: UserError, locale: str | None = None) -> str:
+    """A no from the core in the member's words and language, naming channels and roles as
+    mentions. English is the core's own text; other languages translate its template."""
     if isinstance(refusal, GateRefused) and refusal.channel_ids:
         where = ", ".join(f"<#{c}>" for c in refusal.channel_ids)
-        return f"Flexbot is not enabled in this channel. Try {where}."
+        return translate(
+            locale, "Flexbot is not enabled in this channel. Try {where}.", where=where
+        )
     if isinstance(refusal, GateRefused) and refusal.role_id is not None:
-        return f"You need the <@&{refusal.role_id}> role to use Flexbot here."
-    return refusal.message
+        return translate(
+            locale, "You need the {role} role to use Flexbot here.", role=f"<@&{refusal.role_id}>"
+        )
+    if language_of(locale) == ENGLISH:
+        return refusal.message
+    return translate(locale, refusal.template, **refusal.params)
 
 
-def _known(error: BaseException) -> str | None:
+def _known(error: BaseException, locale: str | None) -> str | None:
     if isinstance(error, UserError):
-        return refusal_text(error)
+        return refusal_text(error, locale)
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: try again in {error.retry_after:.0f} s."
+        return translate(
+            locale, "Slow down: try again in {wait}.", wait=Duration(error.retry_after)
+        )
     if isinstance(error, app_commands.MissingPermissions):
-        return "You need " + ", ".join(error.missing_permissions) + " to do that."
+        missing = ", ".join(error.missing_permissions)
+        return translate(locale, "You need {permissions} to do that.", permissions=missing)
     if isinstance(error, app_commands.BotMissingPermissions):
-        return "I need " + ", ".join(error.missing_permissions) + " in this channel."
+        missing = ", ".join(error.missing_permissions)
+        return translate(locale, "I need {permissions} in this channel.", permissions=missing)
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This works in servers only."
+        return translate(locale, "This works in servers only.")
     if isinstance(error, app_commands.CheckFailure):
-        return "You can't use that here."
+        return translate(locale, "You can't use that here.")
     if isinstance(error, app_commands.TransformerError):
-        return f"`{error.value}` is not a valid value there."
+        return translate(locale, "`{value}` is not a valid value there.", value=error.value)
     if isinstance(error, discord.Forbidden):
-        return "Discord did not let me do that here (missing permissions)."
+        return translate(locale, "Discord did not let me do that here (missing permissions).")
     if isinstance(error, discord.NotFound):
-        return "That message or channel no longer exists."
+        return translate(locale, "That message or channel no longer exists.")
     return None
 
 
@@ -91,9 +109,14 @@ async def say(interaction: discord.Interaction[Any], text: str) -> None:
 async def report(interaction: discord.Interaction[Any], error: BaseException) -> None:
     """Answer any failure: the member gets a short ephemeral message, bugs get a log ref."""
     error = unwrap(error)
-    text = _known(error)
+    locale = locale_of(interaction)
+    text = _known(error, locale)
     if text is None:
         ref = secrets.token_hex(3)
         log.error("ref=%s unexpected error in interaction %s", ref, interaction.id, exc_info=error)
-        text = f"Something went wrong (ref {ref}). Please try again; if it persists, tell an admin."
+        text = translate(
+            locale,
+            "Something went wrong (ref {ref}). Please try again; if it persists, tell an admin.",
+            ref=ref,
+        )
     await say(interaction, text)

@@ -13,11 +13,20 @@ from discord import app_commands
 
 from bot.core import Core
 from bot.errors import UserError
+from bot.languages import ServerLanguages
 from bot.model import Requester, SafetyTolerance
 from bot.permissions import missing_for_posting
 
 #: fal's safety levels as slash-command choices: "1" strictest .. "5" most permissive.
 SAFETY_CHOICES = [app_commands.Choice(name=t.value, value=t.value) for t in SafetyTolerance]
+
+
+async def server_locale(core: Core, guild_id: int | None, guild_locale: object) -> str:
+    """The language of public messages (results, status) in this server: its admins' choice
+    (``/flexadmin language``), else its Discord locale (``interaction.guild_locale``,
+    ``guild.preferred_locale``), else English. Pass it to ``bot.i18n.translate``."""
+    discord_locale = str(guild_locale) if guild_locale is not None else None
+    return await ServerLanguages(core.db).locale_for(guild_id, discord_locale)
 
 
 def core_of(client: discord.Client) -> Core:
@@ -82,8 +91,8 @@ async def gate(interaction: discord.Interaction[Any], *, queueing: bool) -> None
     await core.engine.check_access(who)
     missing = missing_permissions(interaction)
     if missing:
-        raise UserError(
-            "I can't post results in this channel: I am missing "
-            + ", ".join(missing)
-            + ". Ask a server admin to grant them, or use another channel."
+        raise UserError.of(
+            "I can't post results in this channel: I am missing {permissions}. Ask a server "
+            "admin to grant them, or use another channel.",
+            permissions=", ".join(missing),
         )

@@ -11,6 +11,7 @@ import logging
 from bot.engine.scheduler import FairScheduler
 from bot.engine.settlement import Settlement
 from bot.errors import NoSuchJob
+from bot.i18n import ENGLISH, Text, translate
 from bot.model import CancelOutcome, CancelResult, JobState, Requester
 from bot.store import jobs as jobs_repo
 from bot.store.db import Database
@@ -19,6 +20,12 @@ from bot.visibility import may_manage, visible
 log = logging.getLogger(__name__)
 
 ACTIVE_FAL = (JobState.SUBMITTING, JobState.UNSURE, JobState.RUNNING)
+NOT_YOURS = "Only the member who asked for it or a moderator can cancel this job."
+CANCELLED = "Job #{job} cancelled; nothing was charged."
+CANCELLING = (
+    "Cancelling job #{job} at fal. If it had already finished, you will still get (and pay for) it."
+)
+ENDED = "Job #{job} has already ended ({state})."
 
 
 async def cancel_job(
@@ -33,13 +40,12 @@ async def cancel_job(
     """Cancel ``job_id`` for ``who``; a running job's run sees it in ``cancel_requests``."""
     job = await jobs_repo.get_job(db, job_id)
     if job is None or not visible(job, who):
-        return CancelResult(job_id, CancelOutcome.NOT_FOUND, str(NoSuchJob(job_id)))
-    if not may_manage(job, who):
+        missing = NoSuchJob(job_id)
         return CancelResult(
-            job_id,
-            CancelOutcome.NOT_ALLOWED,
-            "Only the member who asked for it or a moderator can cancel this job.",
+            job_id, CancelOutcome.NOT_FOUND, str(missing), missing.template, dict(missing.params)
         )
+    if not may_manage(job, who):
+        return _result(job_id, CancelOutcome.NOT_ALLOWED, NOT_YOURS)
     caller_id = who.user_id
     if job.state == JobState.QUEUED:
         # The member hears it from this answer, so no Delivery.failed notice.
@@ -47,23 +53,17 @@ async def cancel_job(
         if ended:
             scheduler.remove(job_id)
             log.info("job=%s cancelled while queued by %s", job_id, caller_id)
-            return CancelResult(
-                job_id,
-                CancelOutcome.CANCELLED,
-                f"Job #{job_id} cancelled; nothing was charged.",
-            )
+            return _result(job_id, CancelOutcome.CANCELLED, CANCELLED)
         job = await jobs_repo.get_job(db, job_id) or job
     if job.state in ACTIVE_FAL:
         async with db.transaction(serial=False) as tx:
             await jobs_repo.update_job(tx, job_id, cancel_requested=1)
         cancel_requests.add(job_id)
         log.info("job=%s cancel requested by %s", job_id, caller_id)
-        return CancelResult(
-            job_id,
-            CancelOutcome.CANCELLING,
-            f"Cancelling job #{job_id} at fal. If it "
-            "had already finished, you will still get (and pay for) it.",
-        )
-    return CancelResult(
-        job_id, CancelOutcome.FINISHED, f"Job #{job_id} has already ended ({job.state})."
-    )
+        return _result(job_id, CancelOutcome.CANCELLING, CANCELLING)
+    return _result(job_id, CancelOutcome.FINISHED, ENDED, state=Text(job.state.value))
+
+
+def _result(job_id: int, outcome: CancelOutcome, template: str, **params: object) -> CancelResult:
+    params = {"job": job_id, **params}
+    return CancelResult(job_id, outcome, translate(ENGLISH, template, **params), template, params)

@@ -68,7 +68,7 @@ class Inputs:
         for sha in hashes:
             row = await image_rows.get_blob(self.db, sha)
             if row is None:
-                raise UserError(f"Job #{job_id} refers to an unknown image.")
+                raise UserError.of("Job #{job} refers to an unknown image.", job=job_id)
             rows.append(row)
         return rows
 
@@ -76,9 +76,11 @@ class Inputs:
         """The images as inputs for a new job; refused when any of them was purged."""
         rows = await self.rows(hashes, job_id)
         if any([r.deleted or not await self.blobs.exists(r.sha256) for r in rows]):
-            raise UserError(
-                f"The images of job #{job_id} have been deleted (images are kept "
-                f"{self.settings.blob_retention_days:g} days); start a new /edit instead."
+            raise UserError.of(
+                "The images of job #{job} have been deleted (images are kept {days} days); "
+                "start a new /edit instead.",
+                job=job_id,
+                days=f"{self.settings.blob_retention_days:g}",
             )
         return tuple(InputImage(r.sha256, r.width, r.height) for r in rows)
 

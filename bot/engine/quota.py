@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.errors import UserError
-from bot.model import LimitScope, usd
+from bot.i18n import ENGLISH, Duration, Moment, Money, format_duration
+from bot.model import LimitScope
 from bot.settings import Settings
 
 MONEY_LIMITS = ("user_daily_cap", "user_monthly_cap", "guild_monthly_cap", "global_monthly_cap")
@@ -163,16 +164,8 @@ def next_month(now: float) -> datetime:
 
 
 def humanize_delta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"
+    """A wait in English: ``45 s``, ``5 min``, ``2 h 5 min``, ``3 days``."""
+    return format_duration(seconds, ENGLISH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +179,26 @@ class Usage:
     user_credit: int = 0
 
 
-def _resets(at: datetime, now: float) -> str:
-    return f"{at:%Y-%m-%d %H:%M} UTC (in {humanize_delta(at.timestamp() - now)})"
+#: The refusal for each money cap: one whole sentence each, so translators see it whole.
+BUDGET_REFUSALS = {
+    "user_daily_cap": "This edit costs about {cost}, but only {left} is left of your daily budget "
+    "({cap}). It resets {resets} (in {wait}). Use fewer or smaller images, or ask an admin for "
+    "more credit.",
+    "user_monthly_cap": "This edit costs about {cost}, but only {left} is left of your monthly "
+    "budget ({cap}). It resets {resets} (in {wait}). Use fewer or smaller images, or ask an "
+    "admin for more credit.",
+    "guild_monthly_cap": "This edit costs about {cost}, but only {left} is left of this server's "
+    "monthly budget ({cap}). It resets {resets} (in {wait}). Use fewer or smaller images, or "
+    "ask an admin for more credit.",
+    "global_monthly_cap": "This edit costs about {cost}, but only {left} is left of the bot's "
+    "monthly budget ({cap}). It resets {resets} (in {wait}). Use fewer or smaller images, or ask "
+    "an admin for more credit.",
+}
+TOO_MANY_QUEUED = (
+    "You already have {queued} edits waiting (the limit is {most}). Wait for one to finish or "
+    "cancel one with /queue."
+)
+COOLDOWN = "Slow down a little: you can start another edit in {wait}."
 
 
 def check_budget(estimate: int, limits: Limits, usage: Usage, now: float) -> UserError | None:
@@ -195,24 +206,27 @@ def check_budget(estimate: int, limits: Limits, usage: Usage, now: float) -> Use
     tomorrow = day_start(now) + timedelta(days=1)
     month = next_month(now)
     checks = (
-        ("user_daily_cap", usage.user_day, usage.user_credit, "your daily budget", tomorrow),
-        ("user_monthly_cap", usage.user_month, usage.user_credit, "your monthly budget", month),
-        ("guild_monthly_cap", usage.guild_month, 0, "this server's monthly budget", month),
-        ("global_monthly_cap", usage.global_month, 0, "the bot's monthly budget", month),
+        ("user_daily_cap", usage.user_day, usage.user_credit, tomorrow),
+        ("user_monthly_cap", usage.user_month, usage.user_credit, month),
+        ("guild_monthly_cap", usage.guild_month, 0, month),
+        ("global_monthly_cap", usage.global_month, 0, month),
     )
-    for name, spent, credit, words, resets in checks:
+    for name, spent, credit, resets in checks:
         cap = limits[name]
         if cap is None:
             continue
         remaining = max(0, cap + credit - spent)
         if estimate > remaining:
-            return UserError(
-                f"This edit costs about {usd(estimate)}, but only {usd(remaining)} is left of "
-                f"{words} ({usd(cap + credit)}). It resets {_resets(resets, now)}. Use fewer "
-                "or smaller images, or ask an admin for more credit.",
+            return UserError.of(
+                BUDGET_REFUSALS[name],
                 limit=name,
                 remaining=remaining,
                 resets_at=resets.timestamp(),
+                cost=Money(estimate),
+                left=Money(remaining),
+                cap=Money(cap + credit),
+                resets=Moment(resets.timestamp()),
+                wait=Duration(resets.timestamp() - now),
             )
     return None
 
@@ -223,18 +237,16 @@ def check_counts(
     """Per-member queue size and cooldown: the limit that says no (to raise), or None."""
     max_queued = limits["user_max_queued"]
     if max_queued is not None and queued >= max_queued:
-        return UserError(
-            f"You already have {queued} edits waiting (the limit is {max_queued}). Wait for one "
-            "to finish or cancel one with /queue.",
-            limit="user_max_queued",
-            remaining=0,
+        return UserError.of(
+            TOO_MANY_QUEUED, limit="user_max_queued", remaining=0, queued=queued, most=max_queued
         )
     cooldown = limits["user_cooldown_seconds"] or 0
     if last_submit is not None and now - last_submit < cooldown:
         wait = cooldown - (now - last_submit)
-        return UserError(
-            f"Slow down a little: you can start another edit in {humanize_delta(wait + 0.999)}.",
+        return UserError.of(
+            COOLDOWN,
             limit="user_cooldown_seconds",
             resets_at=last_submit + cooldown,
+            wait=Duration(wait + 0.999),
         )
     return None

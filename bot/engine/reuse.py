@@ -47,7 +47,7 @@ class Reuse:
         """A new edit that uses the job's output as its reference image."""
         await self._check_opt_out(job, requester)
         if job.output_hash is None:
-            raise UserError(f"Job #{job.id} has no result to remix yet.")
+            raise UserError.of("Job #{job} has no result to remix yet.", job=job.id)
         inputs = await self.inputs.inputs_of([job.output_hash], job.id)
         params = replace(job.params, prompt=prompt, seed=None, **overrides)
         return EditRequest(
@@ -63,10 +63,11 @@ class Reuse:
         owners = {job.user_id, job.source_author_id} - {requester.user_id, None}
         for owner in owners:
             if owner is not None and await prefs.remix_opted_out(self.db, owner):
-                raise UserError(
-                    f"The author of the images of job #{job.id} has opted out of others "
+                raise UserError.of(
+                    "The author of the images of job #{job} has opted out of others "
                     "reusing their images.",
                     limit="remix_opt_out",
+                    job=job.id,
                 )
 
 

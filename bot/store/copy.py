@@ -64,6 +64,7 @@ TABLES: dict[str, int] = {
     "gallery_public": BATCH_ROWS,
     "gallery_thumbs": 100,  # small WebP images
     "gallery_names": BATCH_ROWS,
+    "guild_language": BATCH_ROWS,
     "blob_data": 1,
 }
 

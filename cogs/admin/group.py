@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot.admin_facts import AdminChange
 from bot.core import Core
 from bot.errors import UserError
+from cogs.admin.language import language_command
 from cogs.admin.render import (
     describe_change,
     render_audit_line,
@@ -63,6 +64,7 @@ class FlexAdmin(app_commands.Group):
             default_permissions=discord.Permissions(manage_guild=True),
         )
         self.core = core
+        self.add_command(language_command(core))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         allowed(interaction)

@@ -14,6 +14,8 @@ from discord.ext import commands
 from bot.charts import spend_chart
 from bot.core import Core
 from bot.engine import usage
+from bot.i18n import translate
+from cogs.errors import locale_of
 from cogs.interactions import requester_of
 from cogs.members.render import CHART_NAME, render_usage
 
@@ -36,7 +38,7 @@ class UsageCog(commands.Cog):
         daily_cap = next((c.cap_micros for c in mu.caps if c.name == "user_daily_cap"), None)
         png = await asyncio.to_thread(spend_chart, mu.series, daily_cap=daily_cap)
         await interaction.edit_original_response(
-            embed=render_usage(mu, now),
+            embed=render_usage(mu, now, locale_of(interaction)),
             attachments=[discord.File(io.BytesIO(png), filename=CHART_NAME)],
         )
 
@@ -46,7 +48,9 @@ class UsageCog(commands.Cog):
     @app_commands.describe(state="on: others may not remix your images; off: they may")
     async def remix(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
         message = await self.core.admin.set_remix_opt_out(interaction.user.id, state == "on")
-        await interaction.response.send_message(message, ephemeral=True)
+        # The core's answer is a fixed English sentence: it is its own msgid.
+        text = translate(locale_of(interaction), message)
+        await interaction.response.send_message(text, ephemeral=True)
 
     @optout.command(
         name="gallery", description="Keep (on) or show (off) your results in the web gallery."
