@@ -27,7 +27,7 @@ from tests.e2e.conftest import BotProcess, StartBot
 from tests.e2e.flexbot_fixtures import FLEXBOT_CMD, flexbot_settings, slash_edit
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakes.discord.gateway import GatewaySession
-from tests.fakes.discord.state import shard_of
+from tests.fakes.discord.state import FakeUser, shard_of
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
 
@@ -141,7 +141,7 @@ async def click_delivers(
     pg: asyncpg.Connection,
     result: FakeMessage,
     label: str,
-    user: Any,
+    user: FakeUser,
 ) -> tuple[FakeInteraction, FakeMessage]:
     """Click `label` on `result`; wait for the new job's result in the channel, delivered."""
     channel = result.channel
