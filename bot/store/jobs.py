@@ -244,11 +244,13 @@ async def spend(
 
 
 async def count_active(src: Reader, user_id: int) -> tuple[int, int]:
-    """(queued, running) jobs of a user; running includes submitting, unsure and fetched."""
+    """(queued, running) jobs of a user; running includes submitting, unsure and fetched, and
+    a queued job a process has claimed (shared queue: it is about to start)."""
     rows = await fetch_all(
         src,
-        "SELECT COUNT(*) FILTER (WHERE state = 'queued'),"
-        " COUNT(*) FILTER (WHERE state IN ('submitting', 'unsure', 'running', 'fetched'))"
+        "SELECT COUNT(*) FILTER (WHERE state = 'queued' AND owner IS NULL),"
+        " COUNT(*) FILTER (WHERE state IN ('submitting', 'unsure', 'running', 'fetched')"
+        " OR (state = 'queued' AND owner IS NOT NULL))"
         " FROM jobs WHERE user_id = ?"
         " AND state IN ('queued', 'submitting', 'unsure', 'running', 'fetched')",
         (user_id,),

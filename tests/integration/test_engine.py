@@ -138,7 +138,8 @@ async def test_queue_cap_cooldown_block_and_pause(
     async with engine_kit(
         tmp_path, fake_fal.url, database_url=db_url, user_max_queued=2, fal_concurrency=1
     ) as kit:
-        ticket(await kit.submit(user=1))
+        first = ticket(await kit.submit(user=1))
+        await kit.engine.wait_for_state(first.job_id, [JobState.RUNNING])  # not waiting now
         ticket(await kit.submit(user=1))
         ticket(await kit.submit(user=1))
         assert (await refused(kit.submit(user=1))).limit == "user_max_queued"

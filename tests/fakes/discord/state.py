@@ -104,6 +104,8 @@ class FakeUser:
     id: int
     username: str
     bot: bool = False
+    #: The Discord client language interactions carry (``interaction.locale``).
+    locale: str = "en-US"
 
     @property
     def mention(self) -> str:
@@ -414,6 +416,8 @@ class FakeGuild:
     channels: dict[int, FakeChannel] = field(default_factory=dict)
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     premium_tier: int = 0
+    #: The server's primary language (``preferred_locale``, ``interaction.guild_locale``).
+    locale: str = "en-US"
 
     @property
     def everyone(self) -> FakeRole:
@@ -490,7 +494,7 @@ class FakeGuild:
             "banner": None,
             "premium_tier": self.premium_tier,
             "premium_subscription_count": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.locale,
             "public_updates_channel_id": None,
             "nsfw_level": 0,
             "premium_progress_bar_enabled": False,
