@@ -110,11 +110,11 @@ class PromptBlocked(UserError):
     """A prompt that holds a blocked term; ``hit`` says which."""
 
     def __init__(self, hit: Hit) -> None:
-        super().__init__(hit.message(), limit="prompt_filter")
+        # The template and its values let a front end word the refusal in the member's language.
+        super().__init__(
+            hit.message(), limit="prompt_filter", template=hit.template, params={"term": hit.shown}
+        )
         self.hit = hit
-        # The msgid and its values, for a front end that words refusals in the member's language.
-        self.template = hit.template
-        self.params = {"term": hit.shown}
 
 
 def fold(text: str) -> str:
