@@ -121,11 +121,11 @@ class SharedDispatcher(Dispatcher):
 
     async def _claim_free_slots(self) -> None:
         while len(self.workers) < self.concurrency and not self._stopping.is_set():
-            now = self.clock()
             async with self.db.transaction() as tx:
-                claimed = None
-                if await claims.holding(tx) < self.concurrency:
-                    claimed = await claims.claim_next(tx, self.owner, now, self.lease)
+                # The clock is read once the write lock is held: a lease computed before a long
+                # wait for it could be written already run out, and be taken over at once.
+                now = self.clock()
+                claimed = await claims.claim_next(tx, self.owner, now, self.lease, self.concurrency)
             if claimed is None:
                 return
             self.scheduler.remove(claimed.job_id)
@@ -174,9 +174,8 @@ class SharedDispatcher(Dispatcher):
     async def beat(self) -> None:
         """Renew leases, learn remote cancels, stop runs taken from us, take over the dead's,
         and refresh the queue mirror."""
-        now = self.clock()
         async with self.db.transaction(serial=False) as tx:
-            await claims.renew(tx, self.owner, now + self.lease)
+            await claims.renew(tx, self.owner, self.clock() + self.lease)
         running = list(self.workers)
         if running:
             for job_id, owner, cancel in await claims.ownership(self.db, running):
@@ -188,7 +187,7 @@ class SharedDispatcher(Dispatcher):
         free = self.concurrency - len(self.workers)
         if free > 0:
             async with self.db.transaction() as tx:
-                taken = await claims.take_over(tx, self.owner, now, self.lease, free)
+                taken = await claims.take_over(tx, self.owner, self.clock(), self.lease, free)
             for held in taken:
                 await self._adopt(held)
         await self._refresh_mirror()

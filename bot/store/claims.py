@@ -55,6 +55,29 @@ ORDER BY running, served, guild_key, member_key, id
 LIMIT 1
 """
 
+# One statement, so a claim costs one round trip under the write lock: below the bot-wide fal
+# concurrency (the first ``?``), pick the next job, lock its row (SKIP LOCKED: a row a cancel is
+# writing is a miss, not a wait), give it to the owner with a lease, and note the member's turn.
+_CLAIM = f"""
+WITH picked AS (
+    SELECT id FROM ({_PICK}) AS next
+    WHERE (SELECT COUNT(*) FROM jobs WHERE owner IS NOT NULL AND state IN {_HOLDING}) < ?
+), claimed AS (
+    UPDATE jobs SET owner = ?, lease_until = ?
+    WHERE id = (
+        SELECT j.id FROM jobs j JOIN picked p ON p.id = j.id
+        WHERE j.state = 'queued' AND j.owner IS NULL
+        FOR UPDATE OF j SKIP LOCKED
+    )
+    RETURNING id, user_id, guild_id
+), turn AS (
+    INSERT INTO turns (guild_id, user_id, picked_at)
+    SELECT COALESCE(guild_id, 0), user_id, ? FROM claimed
+    ON CONFLICT (guild_id, user_id) DO UPDATE SET picked_at = excluded.picked_at
+)
+SELECT id, user_id FROM claimed
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -71,33 +94,13 @@ async def holding(src: Reader) -> int:
     return int(row[0]) if row else 0
 
 
-async def claim_next(tx: Tx, owner: str, now: float, lease: float) -> Claimed | None:
-    """Give the next job in the bot-wide fair order to ``owner``; None when none may start.
-
-    ``FOR UPDATE SKIP LOCKED`` makes a row another transaction holds (a cancel writing it) a
-    miss rather than a wait; the write lock already keeps two claims apart."""
-    row = await fetch_one(tx, _PICK)
-    if row is None:
-        return None
-    locked = await fetch_one(
-        tx,
-        "SELECT id, user_id, guild_id FROM jobs WHERE id = ? AND state = 'queued'"
-        " AND owner IS NULL FOR UPDATE SKIP LOCKED",
-        (row[0],),
-    )
-    if locked is None:
-        return None
-    job_id, user_id, guild_id = int(locked[0]), int(locked[1]), locked[2]
-    await execute(
-        tx, "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?", (owner, now + lease, job_id)
-    )
-    await execute(
-        tx,
-        "INSERT INTO turns (guild_id, user_id, picked_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (guild_id, user_id) DO UPDATE SET picked_at = excluded.picked_at",
-        (guild_id or 0, user_id, now),
-    )
-    return Claimed(job_id, user_id, JobState.QUEUED)
+async def claim_next(
+    tx: Tx, owner: str, now: float, lease: float, concurrency: int
+) -> Claimed | None:
+    """Give the next job in the bot-wide fair order to ``owner``; None when none may start
+    (every slot of the bot's ``concurrency`` is held, or nobody waiting is below their cap)."""
+    row = await fetch_one(tx, _CLAIM, (concurrency, owner, now + lease, now))
+    return None if row is None else Claimed(int(row[0]), int(row[1]), JobState.QUEUED)
 
 
 async def take_over(tx: Tx, owner: str, now: float, lease: float, limit: int) -> list[Claimed]:

@@ -13,7 +13,7 @@ guarantee it has on SQLite, and no caller has to be audited for a second kind of
 Serialisable transactions would give the same guarantee but fail with serialisation errors under
 load, which every caller would have to retry; a write here is a few statements, so waiting for
 the lock is cheaper than retrying. Reads do not take the lock. The cost, a ceiling on write
-transactions per second for the whole bot, is measured in ``bench/engine.py``.
+transactions per second for the whole bot, is measured in ``bench/shared_queue.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ PG_MIGRATIONS = "migrations_pg"
 WRITE_LOCK = 0x666C6578626F74
 #: The advisory lock a migration takes, so that processes starting together migrate once.
 MIGRATE_LOCK = WRITE_LOCK + 1
+
+
+#: No transaction of Flexbot's waits on anything but the database, so one idle this long belongs
+#: to a process that froze while holding it (and maybe the write lock): the server ends that
+#: session, and the other processes go on.
+SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "30000"}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -114,7 +120,9 @@ class PostgresDatabase(Database):
     async def connect(cls, url: str, *, pool_size: int = 10) -> PostgresDatabase:
         """Connect and migrate; the password, if any, comes from the URL, PGPASSWORD or .pgpass."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=pool_size, server_settings=SESSION_SETTINGS
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             reason = _without_secrets(exc, url)
             raise StoreError(f"cannot connect to PostgreSQL: {reason}") from None

@@ -10,9 +10,13 @@
 ALTER TABLE jobs ADD COLUMN owner TEXT;
 ALTER TABLE jobs ADD COLUMN lease_until REAL;
 ALTER TABLE jobs ADD COLUMN max_running INTEGER;
--- The waiting jobs of each member, oldest first: what a claim reads.
-CREATE INDEX jobs_waiting ON jobs (guild_id, user_id, id) WHERE state = 'queued';
-CREATE INDEX jobs_leased ON jobs (lease_until) WHERE owner IS NOT NULL;
+-- The unclaimed jobs of each member, oldest first: what a claim ranks (bench/shared_queue.py:
+-- an index-only scan, where an index without the owner condition left a sort of every row).
+CREATE INDEX jobs_unclaimed ON jobs (guild_id, user_id, id)
+    WHERE state = 'queued' AND owner IS NULL;
+-- The jobs holding a fal slot: counted by every claim, scanned by takeovers.
+CREATE INDEX jobs_holding ON jobs (user_id, lease_until)
+    WHERE owner IS NOT NULL AND state IN ('queued', 'submitting', 'unsure', 'running', 'fetched');
 
 -- The shared queue's round-robin: when each member (in a guild) last had a job started.
 CREATE TABLE turns (
