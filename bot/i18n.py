@@ -167,14 +167,19 @@ class Catalogues:
     def translate(self, locale: str | None, msgid: str, /, **params: object) -> str:
         """``msgid`` in ``locale``'s language with its parameters formatted for it."""
         language = language_of(locale)
-        shown = {k: self._format(v, language) for k, v in params.items()}
         text = self.lookup(language, msgid) or msgid
+        if not params:
+            return text  # a fixed sentence: nothing to fill in (and any brace in it is text)
+        shown = {k: self._format(v, language) for k, v in params.items()}
         try:
             return text.format_map(shown)
         except (KeyError, IndexError, ValueError):
             # A broken translation must not hide the message: the unit test keeps this rare.
             log.warning("translation of %r into %s does not format; using English", msgid, language)
+        try:
             return msgid.format_map(shown)
+        except (KeyError, IndexError, ValueError):
+            return msgid
 
     def _format(self, value: object, language: str) -> str:
         if isinstance(value, Money):

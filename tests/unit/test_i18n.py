@@ -111,3 +111,8 @@ def test_a_fixed_sentence_is_its_own_template() -> None:
     missing = NoSuchJob(42)
     assert str(missing) == "There is no job #42."
     assert translate("pt-BR", missing.template, **missing.params) == "Não existe a tarefa #42."
+
+
+def test_a_refusal_quoting_braces_the_member_typed_is_shown_as_typed() -> None:
+    refusal = UserError("'{oops' is not an amount; use dollars such as 1.50.")
+    assert translate("fr", refusal.template, **refusal.params) == refusal.message
