@@ -81,6 +81,9 @@ def problems(payloads: list[Json], locales: tuple[str, ...] = SHIPPED_LOCALES) -
                 if why:
                     found.append(f"{path} {field} {locale} {text!r}: {why}")
         found += _clashes(cmd, f"/{cmd['name']}", locales)
+    for ctype in {c.get("type", CHAT_INPUT) for c in payloads}:
+        same_type = [c for c in payloads if c.get("type", CHAT_INPUT) == ctype]
+        found += _clashes({"options": same_type}, f"commands of type {ctype}", locales)
     return found
 
 
