@@ -83,11 +83,13 @@ def problems(payloads: list[Json], locales: tuple[str, ...] = SHIPPED_LOCALES) -
         found += _clashes(cmd, f"/{cmd['name']}", locales)
     for ctype in {c.get("type", CHAT_INPUT) for c in payloads}:
         same_type = [c for c in payloads if c.get("type", CHAT_INPUT) == ctype]
-        found += _clashes({"options": same_type}, f"commands of type {ctype}", locales)
+        found += _clashes(
+            {"options": same_type}, f"commands of type {ctype}", locales, nested=False
+        )
     return found
 
 
-def _clashes(cmd: Json, where: str, locales: tuple[str, ...]) -> list[str]:
+def _clashes(cmd: Json, where: str, locales: tuple[str, ...], *, nested: bool = True) -> list[str]:
     """Sibling options or subcommands sharing a localised name (Discord refuses the command)."""
     found: list[str] = []
     options = cmd.get("options") or []
@@ -96,7 +98,7 @@ def _clashes(cmd: Json, where: str, locales: tuple[str, ...]) -> list[str]:
         clashing = sorted({n for n in names if names.count(n) > 1})
         if clashing:
             found.append(f"{where} options {locale}: the same name twice: {clashing}")
-    for opt in options:
+    for opt in options if nested else ():
         if opt.get("type") in SUB_TYPES:
             found += _clashes(opt, f"{where} {opt['name']}", locales)
     return found
