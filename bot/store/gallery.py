@@ -120,18 +120,26 @@ async def grid(
     if member is not None:
         where += " AND j.user_id = ?"
         args.append(member)
-    remixes = f"(SELECT COUNT(*) FROM jobs c WHERE c.parent_job_id = j.id AND {_shown('c')})"
-    order = (
-        " ORDER BY remixes DESC, j.created_at DESC, j.id DESC"
-        if most_remixed
-        else " ORDER BY j.created_at DESC, j.id DESC"
-    )
-    rows = await fetch_all(
-        src,
-        f"SELECT {_ITEM_COLUMNS}, {remixes} AS remixes FROM jobs j{_BLOB_JOIN}{where}{order}"
-        " LIMIT ? OFFSET ?",
-        [*args, limit, offset],
-    )
+    if most_remixed:
+        # Every result's count is needed to sort: count all children in one grouped pass.
+        counts = (
+            " LEFT JOIN (SELECT c.parent_job_id AS pid, COUNT(*) AS n FROM jobs c"
+            f" WHERE c.guild_id = ? AND c.parent_job_id IS NOT NULL AND {_shown('c')}"
+            " GROUP BY c.parent_job_id) k ON k.pid = j.id"
+        )
+        sql = (
+            f"SELECT {_ITEM_COLUMNS}, COALESCE(k.n, 0) AS remixes FROM jobs j{_BLOB_JOIN}{counts}"
+            f"{where} ORDER BY remixes DESC, j.created_at DESC, j.id DESC LIMIT ? OFFSET ?"
+        )
+        args.insert(0, guild_id)
+    else:
+        # Newest first reads the page's rows from the index; count only their children.
+        remixes = f"(SELECT COUNT(*) FROM jobs c WHERE c.parent_job_id = j.id AND {_shown('c')})"
+        sql = (
+            f"SELECT {_ITEM_COLUMNS}, {remixes} AS remixes FROM jobs j{_BLOB_JOIN}{where}"
+            " ORDER BY j.created_at DESC, j.id DESC LIMIT ? OFFSET ?"
+        )
+    rows = await fetch_all(src, sql, [*args, limit, offset])
     return [_row(r, remixes=int(r["remixes"])) for r in rows]
 
 
