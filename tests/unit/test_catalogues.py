@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot import prompt_filter
 from bot.engine import cancel, quota
 from bot.i18n import ENGLISH, TRANSLATIONS, catalogue_text, placeholders, read_catalogue
 from bot.model import JobState
@@ -73,6 +74,8 @@ def test_the_cores_refusal_templates_are_in_the_catalogue() -> None:
         cancel.CANCELLED,
         cancel.CANCELLING,
         cancel.ENDED,
+        prompt_filter.BLOCKED_HERE,
+        prompt_filter.BLOCKED_EVERYWHERE,
         *CAP_LABELS.values(),
         *(state.value for state in JobState),
     }
