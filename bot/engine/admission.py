@@ -29,7 +29,6 @@ from bot.prompt_filter import PromptBlocked, find_blocked
 from bot.settings import Settings
 from bot.store import access as access_repo
 from bot.store import audit as audit_repo
-from bot.store import credits as credits_repo
 from bot.store import filters as filters_repo
 from bot.store import jobs as jobs_repo
 from bot.store import limits as limits_repo
@@ -72,17 +71,12 @@ class Admission:
     async def usage_for(
         self, requester: Requester, now: float, src: Reader | None = None
     ) -> quota.Usage:
-        src = src or self.db
+        return _usage(await self._facts(requester, now, src or self.db))
+
+    async def _facts(self, requester: Requester, now: float, src: Reader) -> jobs_repo.MemberFacts:
         day = quota.day_start(now).timestamp()
         month = quota.month_start(now).timestamp()
-        guild = requester.guild_id
-        return quota.Usage(
-            user_day=await jobs_repo.spend(src, day, user_id=requester.user_id),
-            user_month=await jobs_repo.spend(src, month, user_id=requester.user_id),
-            guild_month=await jobs_repo.spend(src, month, guild_id=guild) if guild else 0,
-            global_month=await jobs_repo.spend(src, month),
-            user_credit=await credits_repo.credits_since(src, guild, requester.user_id, month),
-        )
+        return await jobs_repo.member_facts(src, requester.user_id, requester.guild_id, day, month)
 
     async def check_access(self, requester: Requester, src: Reader | None = None) -> None:
         """Raise UserError for blocked members and paused servers, before any work is done."""
@@ -137,24 +131,28 @@ class Admission:
                 limit="remix_opt_out",
             )
 
-    async def _check(self, who: Requester, estimate: int, now: float, src: Reader) -> quota.Limits:
-        """Access, counts, cooldown and money, in that order: raises the first refusal, else
-        returns the limits that apply."""
+    async def _gate(self, who: Requester) -> quota.Limits:
+        """Access, then the limits that apply: what admins set, read before the write lock (an
+        admin's change racing an edit is unordered either way)."""
         try:
-            await self.check_access(who, src)
-            limits = await self.limits_for(who, src)
-            queued, running = await jobs_repo.count_active(src, who.user_id)
-            last = await jobs_repo.last_submission(src, who.user_id)
-            refusal = quota.check_counts(limits, queued, running, last, now)
-            if refusal is None:
-                usage = await self.usage_for(who, now, src)
-                refusal = quota.check_budget(estimate, limits, usage, now)
-            if refusal is not None:
-                raise refusal
+            await self.check_access(who)
         except UserError as exc:
-            log.info("user=%s guild=%s refused: %s", who.user_id, who.guild_id, exc.limit)
+            _refused(who, exc)
             raise
-        return limits
+        return await self.limits_for(who)
+
+    async def _fits(
+        self, who: Requester, estimate: int, limits: quota.Limits, now: float, src: Reader
+    ) -> None:
+        """Counts, cooldown and money, in that order, from one read: raises the first refusal.
+        In ``admit`` this runs under the write lock, so two edits cannot both fit one slot."""
+        facts = await self._facts(who, now, src)
+        refusal = quota.check_counts(limits, facts.queued, facts.running, facts.last_submit, now)
+        if refusal is None:
+            refusal = quota.check_budget(estimate, limits, _usage(facts), now)
+        if refusal is not None:
+            _refused(who, refusal)
+            raise refusal
 
     async def precheck(
         self,
@@ -177,7 +175,8 @@ class Admission:
             check_size(f"Image {number}", size, self.settings.max_input_bytes)
         await self.check_source_author(requester, source_author_id)
         estimate = self.declared_estimate(params, declared)
-        await self._check(requester, estimate, self.clock(), self.db)
+        limits = await self._gate(requester)
+        await self._fits(requester, estimate, limits, self.clock(), self.db)
         return estimate
 
     def declared_estimate(
@@ -208,13 +207,14 @@ class Admission:
         await self.check_prompt(request.requester, request.params.prompt)
         estimate = self.estimate(request.params, request.inputs)
         who = request.requester
+        await self.check_source_author(who, request.source_author_id)
+        limits = await self._gate(who)
         async with self.db.transaction() as tx:
             # Read the clock once the write lock is held: a job another task or process inserted
             # while this one waited must not look like it came from the future (a cooldown of 0
             # would then refuse "for 0 s").
             now = self.clock()
-            await self.check_source_author(who, request.source_author_id, tx)
-            limits = await self._check(who, estimate, now, tx)
+            await self._fits(who, estimate, limits, now, tx)
             new = _new_job(request, endpoint, estimate, limits["user_max_running"])
             job_id = await jobs_repo.insert_job(tx, new, now)
         return Admitted(job_id, estimate, limits["user_max_running"])
@@ -227,7 +227,7 @@ class Admission:
         caps before a job starts keeps any cap from being overrun by more than the estimate error
         of the jobs running at once, instead of by the sum over a member's whole queue.
         """
-        limits = await self.limits_for(job.requester, src)
+        limits = await self.limits_for(job.requester)  # admin-set: read outside the lock
         if all(limits[name] is None for name in quota.MONEY_LIMITS):
             return None
         now = self.clock()
@@ -244,6 +244,20 @@ class Admission:
             global_month=usage.global_month - (held if in_month else 0),
         )
         return quota.check_budget(job.estimate_micros, limits, usage, now)
+
+
+def _usage(facts: jobs_repo.MemberFacts) -> quota.Usage:
+    return quota.Usage(
+        user_day=facts.user_day,
+        user_month=facts.user_month,
+        guild_month=facts.guild_month,
+        global_month=facts.global_month,
+        user_credit=facts.credit,
+    )
+
+
+def _refused(who: Requester, refusal: UserError) -> None:
+    log.info("user=%s guild=%s refused: %s", who.user_id, who.guild_id, refusal.limit)
 
 
 def _new_job(

@@ -15,6 +15,7 @@ from typing import Any
 from bot.model import EditParams, Job, JobState, LedgerKind, Origin
 from bot.store import ledger
 from bot.store.db import Reader, Row, Tx, execute, fetch_all, fetch_one, insert
+from bot.store.limits import GLOBAL
 
 _COLUMNS = (
     "id, state, user_id, guild_id, channel_id, role_ids, origin, parent_job_id, endpoint, params,"
@@ -321,3 +322,69 @@ async def sending_same_input(src: Reader, job_id: int, fal_input: str) -> bool:
         (fal_input, job_id),
     )
     return row is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    """What admission weighs for one member at one instant: counts, last submission, money held
+    or spent in each window (micro-dollars) and the credit granted this month."""
+
+    queued: int
+    running: int
+    last_submit: float | None
+    user_day: int
+    user_month: int
+    guild_month: int
+    global_month: int
+    credit: int
+
+
+_SPENT = "SELECT COALESCE(SUM(held_micros + charged_micros), 0) FROM jobs WHERE created_at >= ?"
+
+
+async def member_facts(
+    src: Reader, user_id: int, guild_id: int | None, day: float, month: float
+) -> MemberFacts:
+    """Every figure admission checks, in one query: one round trip while the write lock is
+    held, where eight separate reads made every other process wait eight times as long."""
+    row = await fetch_one(
+        src,
+        "SELECT"
+        " (SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state = 'queued' AND owner IS NULL),"
+        " (SELECT COUNT(*) FROM jobs WHERE user_id = ?"
+        "  AND (state IN ('submitting', 'unsure', 'running', 'fetched')"
+        "   OR (state = 'queued' AND owner IS NOT NULL))),"
+        " (SELECT MAX(created_at) FROM jobs WHERE user_id = ?),"
+        f" ({_SPENT} AND user_id = ?),"
+        f" ({_SPENT} AND user_id = ?),"
+        f" ({_SPENT} AND guild_id = ?),"
+        f" ({_SPENT}),"
+        " (SELECT COALESCE(SUM(amount_micros), 0) FROM credits"
+        "  WHERE guild_id = ? AND user_id = ? AND created_at >= ?)",
+        (
+            user_id,
+            user_id,
+            user_id,
+            day,
+            user_id,
+            month,
+            user_id,
+            month,
+            guild_id,
+            month,
+            guild_id or GLOBAL,
+            user_id,
+            month,
+        ),
+    )
+    assert row is not None
+    return MemberFacts(
+        queued=int(row[0]),
+        running=int(row[1]),
+        last_submit=None if row[2] is None else float(row[2]),
+        user_day=int(row[3]),
+        user_month=int(row[4]),
+        guild_month=int(row[5]) if guild_id else 0,
+        global_month=int(row[6]),
+        credit=max(0, int(row[7])),
+    )
