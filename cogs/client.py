@@ -44,12 +44,16 @@ class FlexBot(commands.AutoShardedBot):
     def __init__(self, core: Core) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels, roles and permissions of the guilds we are in
+        # MESSAGE_DELETE(_BULK): a result deleted in Discord leaves the web gallery. Not privileged
+        # (no message content); it brings MESSAGE_CREATE/UPDATE too, which nothing here reads.
+        intents.guild_messages = True
         settings = core.settings
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,  # no message cache: the raw delete events carry the ids we need
             tree_cls=FlexTree,
             shard_count=settings.shard_count,
             # None = every shard. discord.py types the option List[int] yet reads a missing one
@@ -85,6 +89,10 @@ class FlexBot(commands.AutoShardedBot):
         set of shards has exactly one shard 0, so exactly one process registers.
         """
         return not self.shard_ids or 0 in self.shard_ids
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Nothing: Flexbot has no text commands. (discord.py's default would parse every message
+        that mentions the bot as a command and log CommandNotFound for it.)"""
 
     async def on_shard_connect(self, shard_id: int) -> None:
         self._live_shards.add(shard_id)

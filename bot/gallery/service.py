@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from bot.errors import UserError
@@ -92,6 +92,24 @@ class Gallery:
         async with self.db.transaction() as tx:
             await gallery_repo.remove_result(tx, job_id, removed_by, self.clock())
         log.info("job %d removed from the gallery", job_id)
+
+    async def forget_messages(self, guild_id: int, message_ids: Collection[int]) -> list[int]:
+        """Messages of this server were deleted in Discord (by anyone: a moderator, a purge, the
+        member): the results among them never appear again. Returns their job ids.
+
+        Most deleted messages were never a result, so only a match takes the write lock.
+        """
+        jobs = await gallery_repo.results_posted_as(self.db, guild_id, list(message_ids))
+        if not jobs:
+            return []
+        async with self.db.transaction() as tx:
+            now = self.clock()
+            for job_id in jobs:
+                # Discord does not say who deleted a message: removed_by stays unknown.
+                await gallery_repo.remove_result(tx, job_id, None, now)
+        for job_id in jobs:
+            log.info("job %d removed from the gallery: its result was deleted in Discord", job_id)
+        return jobs
 
     async def note_name(self, guild_id: int, user_id: int, name: str) -> None:
         """Remember how Discord names a member (or, with user 0, the server)."""

@@ -225,6 +225,24 @@ async def set_name(tx: Tx, guild_id: int, user_id: int, name: str, now: float) -
     )
 
 
+async def results_posted_as(
+    src: Reader, guild_id: int, message_ids: Sequence[int]
+) -> list[int]:
+    """This server's jobs whose result is one of these Discord messages, not removed yet (none
+    for the many deleted messages that were never a result)."""
+    if not message_ids:
+        return []
+    ids = sorted(set(message_ids))
+    marks = ", ".join("?" for _ in ids)
+    rows = await fetch_all(
+        src,
+        f"SELECT j.id FROM jobs j WHERE j.result_message_id IN ({marks}) AND j.guild_id = ?"
+        " AND NOT EXISTS (SELECT 1 FROM gallery_removed r WHERE r.job_id = j.id) ORDER BY j.id",
+        [*ids, guild_id],
+    )
+    return [int(r[0]) for r in rows]
+
+
 async def remove_result(tx: Tx, job_id: int, removed_by: int | None, now: float) -> None:
     """The result was deleted in Discord: keep it out of the gallery from now on."""
     await execute(

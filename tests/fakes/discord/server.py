@@ -460,7 +460,9 @@ class FakeDiscord:
         await self.changed()
 
     async def delete_message(self, msg: FakeMessage) -> None:
-        """Delete a message; later calls on it get 404 Unknown Message (10008)."""
+        """Delete a message (the bot's REST DELETE, or a moderator in Discord's menu); later calls
+        on it get 404 Unknown Message (10008). Sends MESSAGE_DELETE (ids only, no actor) to the
+        owning shard's sessions whose intents include GUILD_MESSAGES, as Discord does."""
         msg.deleted = True
         if not msg.ephemeral:
             await self.gateway.dispatch(
@@ -473,6 +475,26 @@ class FakeDiscord:
                 guild_id=msg.channel.guild.id,
                 intent=INTENT_GUILD_MESSAGES,
             )
+        await self.changed()
+
+    async def delete_messages(self, channel: FakeChannel, msgs: Iterable[FakeMessage]) -> None:
+        """A moderator's purge (bulk delete) in one channel: one MESSAGE_DELETE_BULK, sent like
+        MESSAGE_DELETE only to sessions whose intents include GUILD_MESSAGES."""
+        gone = [m for m in msgs if not m.ephemeral]
+        if any(m.channel is not channel for m in gone):
+            raise ValueError("a bulk delete removes messages of one channel")
+        for msg in gone:
+            msg.deleted = True
+        await self.gateway.dispatch(
+            "MESSAGE_DELETE_BULK",
+            {
+                "ids": [str(m.id) for m in gone],
+                "channel_id": str(channel.id),
+                "guild_id": str(channel.guild.id),
+            },
+            guild_id=channel.guild.id,
+            intent=INTENT_GUILD_MESSAGES,
+        )
         await self.changed()
 
     async def delete_channel(self, channel: FakeChannel) -> None:
