@@ -3,6 +3,10 @@
 The result replies to the job's status message, pings only the requester, and is re-encoded to
 fit the guild's upload limit. Forbidden / NotFound are final (Undeliverable): a 403 is never
 retried, since every one counts towards Discord's invalid-request ban.
+
+Everything posted here is read by the whole channel, so it is written in the server's language
+(``/flexadmin language``, else the guild's Discord locale), read once per message: one small
+query, and a /flexadmin language change shows on the very next message.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from PIL import Image
 
 from bot.engine.delivery import Undeliverable
 from bot.engine.engine import Engine
+from bot.languages import ServerLanguages
 from bot.model import Job, Progress
 from bot.permissions import missing_for_posting
 from cogs.edits import render
@@ -87,6 +92,12 @@ class DiscordDelivery:
             channel.permissions_for(channel.guild.me), thread=isinstance(channel, discord.Thread)
         )
 
+    async def _locale(self, job: Job) -> str:
+        """The language of the job's server for public messages (English outside a server)."""
+        guild = self.bot.get_guild(job.guild_id) if job.guild_id is not None else None
+        preferred = str(guild.preferred_locale) if guild is not None else None
+        return await ServerLanguages(self.engine.db).locale_for(job.guild_id, preferred)
+
     async def _edit_status(self, job: Job, rendered: render.Rendered) -> None:
         if job.status_message_id is None:
             return
@@ -102,7 +113,8 @@ class DiscordDelivery:
             log.info("job=%s status message not updated: %s", job.id, exc)
 
     async def progress(self, job: Job, progress: Progress) -> None:
-        await self._edit_status(job, render.status_progress(job, progress))
+        locale = await self._locale(job)
+        await self._edit_status(job, render.status_progress(job, progress, locale))
 
     async def _flagged_display(self, job: Job, channel: Postable) -> str:
         """``spoiler`` or ``hide`` for a flagged output: a spoiler only where the admins chose
@@ -126,10 +138,11 @@ class DiscordDelivery:
         if job.parent_job_id is not None:
             parent = await self.engine.get_job(job.parent_job_id)
         display = await self._flagged_display(job, channel) if job.nsfw_flagged else None
+        locale = await self._locale(job)
         file = discord.utils.MISSING
         if display == "hide":
             # Never shown openly: the message says so and carries no image at all.
-            out = render.flagged_hidden(job, parent)
+            out = render.flagged_hidden(job, parent, locale)
         else:
             limit = (
                 channel.guild.filesize_limit if not isinstance(channel, discord.DMChannel) else 0
@@ -138,7 +151,7 @@ class DiscordDelivery:
             ext = "png" if job.params.output_format == "png" else "jpg"
             data, ext = await asyncio.to_thread(fit_upload, image, limit, ext)
             filename = render.output_filename_shown(job, ext, display)
-            out = render.result(job, parent, filename)
+            out = render.result(job, parent, filename, locale)
             file = discord.File(io.BytesIO(data), filename=filename)
         reference = None
         if job.status_message_id is not None:
@@ -158,17 +171,18 @@ class DiscordDelivery:
         except (discord.Forbidden, discord.NotFound) as exc:
             self._count(exc)
             raise Undeliverable(f"cannot post in channel {job.channel_id}: {exc.text}") from exc
-        await self._edit_status(job, render.status_done(job, message.jump_url))
+        await self._edit_status(job, render.status_done(job, message.jump_url, locale))
         return message.id
 
     async def failed(self, job: Job, reason: str) -> None:
+        ended = render.status_ended(job, reason, await self._locale(job))
         if job.status_message_id is not None:
-            await self._edit_status(job, render.status_ended(job, reason))
+            await self._edit_status(job, ended)
             return
         try:
             channel = await self._channel(job)
             await channel.send(
-                f"<@{job.user_id}> {render.status_ended(job, reason).content}",
+                f"<@{job.user_id}> {ended.content}",
                 allowed_mentions=requester_only(job),
             )
         except (Undeliverable, discord.HTTPException) as exc:

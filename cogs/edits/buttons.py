@@ -13,13 +13,14 @@ from typing import Any
 import discord
 
 from bot.errors import UserError
+from bot.i18n import translate
 from bot.model import Job, Origin
 from bot.params import parse_edit_params
 from bot.visibility import may_manage
 from cogs.edits import render
 from cogs.edits.commands import check_safety, publish
 from cogs.edits.reuse import load_job, rerun
-from cogs.errors import report
+from cogs.errors import locale_of, report
 from cogs.interactions import core_of, gate, requester_of
 
 #: Buttons that queue paid work pass the queueing gate; the others the channel gate.
@@ -27,17 +28,19 @@ QUEUEING_ACTIONS = frozenset({"rerun", "reroll", "tweak", "remix"})
 
 
 class TweakModal(discord.ui.Modal):
-    """Prompt, steps, guidance and seed, prefilled from the job."""
+    """Prompt, steps, guidance and seed, prefilled from the job (labels in the clicker's
+    language; the custom_ids stay English)."""
 
-    def __init__(self, job: Job) -> None:
-        super().__init__(title=f"Tweak job #{job.id}", custom_id=f"flextweak:{job.id}")
+    def __init__(self, job: Job, locale: str | None = None) -> None:
+        title = translate(locale, "Tweak job #{job}", job=job.id)
+        super().__init__(title=title[:45], custom_id=f"flextweak:{job.id}")
         self.job = job
         p = job.params
         seed = job.seed if job.seed is not None else p.seed
 
         def field(label: str, value: str, *, long: bool = False) -> discord.ui.TextInput[Any]:
             text: discord.ui.TextInput[Any] = discord.ui.TextInput(
-                label=label,
+                label=translate(locale, label)[:45],
                 custom_id=label.lower(),
                 default=value[:4000],
                 required=label == "Prompt",
@@ -80,11 +83,14 @@ class TweakModal(discord.ui.Modal):
 class RemixModal(discord.ui.Modal):
     """A new prompt; the job's result becomes the reference image."""
 
-    def __init__(self, job: Job) -> None:
-        super().__init__(title=f"Remix job #{job.id}", custom_id=f"flexremix:{job.id}")
+    def __init__(self, job: Job, locale: str | None = None) -> None:
+        title = translate(locale, "Remix job #{job}", job=job.id)
+        super().__init__(title=title[:45], custom_id=f"flexremix:{job.id}")
         self.job = job
         self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
-            label="New prompt", custom_id="prompt", style=discord.TextStyle.paragraph
+            label=translate(locale, "New prompt")[:45],
+            custom_id="prompt",
+            style=discord.TextStyle.paragraph,
         )
         self.add_item(self.prompt)
 
@@ -142,13 +148,13 @@ class FlexButton(
 
     async def _tweak(self, interaction: discord.Interaction[Any]) -> None:
         job = await load_job(interaction, self.job_id)
-        await interaction.response.send_modal(TweakModal(job))
+        await interaction.response.send_modal(TweakModal(job, locale_of(interaction)))
 
     async def _remix(self, interaction: discord.Interaction[Any]) -> None:
         job = await load_job(interaction, self.job_id)
         if job.nsfw_flagged:  # its image would become the reference of a new edit
-            raise UserError(render.REMIX_FLAGGED.format(job=job.id))
-        await interaction.response.send_modal(RemixModal(job))
+            raise UserError.of(render.REMIX_FLAGGED, job=job.id)
+        await interaction.response.send_modal(RemixModal(job, locale_of(interaction)))
 
     async def _delete(self, interaction: discord.Interaction[Any]) -> None:
         job = await load_job(interaction, self.job_id)
@@ -168,4 +174,5 @@ class FlexButton(
         result = await core_of(interaction.client).engine.cancel(
             self.job_id, requester_of(interaction)
         )
-        await interaction.edit_original_response(content=result.message)
+        text = translate(locale_of(interaction), result.template or result.message, **result.params)
+        await interaction.edit_original_response(content=text)

@@ -13,13 +13,21 @@ from discord.ext import commands
 
 from bot.core import Core
 from bot.errors import ImageRejected, UserError
+from bot.i18n import translate
 from bot.images import NormalizedImage, check_size, is_supported_upload
 from bot.intake import new_input
 from bot.model import MAX_IMAGES, EditParams, EditRequest, JobState, JobTicket, Origin
 from bot.params import SIZE_CHOICES, parse_edit_params
 from cogs.edits import render
-from cogs.errors import report
-from cogs.interactions import SAFETY_CHOICES, channel_is_nsfw, core_of, gate, requester_of
+from cogs.errors import locale_of, report
+from cogs.interactions import (
+    SAFETY_CHOICES,
+    channel_is_nsfw,
+    core_of,
+    gate,
+    requester_of,
+    server_locale,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +67,11 @@ async def check_safety(core: Core, interaction: discord.Interaction[Any], p: Edi
         interaction.guild_id, interaction.channel_id or 0, channel_is_nsfw(interaction)
     )
     if int(p.safety_tolerance) > int(policy.max_tolerance):
-        raise UserError(
-            f"Safety level {p.safety_tolerance} is not allowed in this channel; the highest here "
-            f"is {policy.max_tolerance}. Pick {policy.max_tolerance} or lower."
+        raise UserError.of(
+            "Safety level {asked} is not allowed in this channel; the highest here is {most}. "
+            "Pick {most} or lower.",
+            asked=p.safety_tolerance,
+            most=policy.max_tolerance,
         )
     if not p.enable_safety_checker and not policy.checker_may_be_off:
         raise UserError(
@@ -71,9 +81,12 @@ async def check_safety(core: Core, interaction: discord.Interaction[Any], p: Edi
 
 
 async def publish(core: Core, interaction: discord.Interaction[Any], outcome: JobTicket) -> None:
-    """Ticket -> private ack plus a public status message (a refusal was raised before)."""
-    await interaction.edit_original_response(content=render.queued_ack(outcome))
-    status = render.status_queued(outcome)
+    """Ticket -> private ack (the member's language) plus a public status message (the
+    server's language); a refusal was raised before."""
+    ack = render.queued_ack(outcome, locale_of(interaction))
+    await interaction.edit_original_response(content=ack)
+    public = await server_locale(core, interaction.guild_id, interaction.guild_locale)
+    status = render.status_queued(outcome, public)
     message = await interaction.followup.send(
         status.content,
         view=render.make_view(status.buttons),
@@ -84,10 +97,10 @@ async def publish(core: Core, interaction: discord.Interaction[Any], outcome: Jo
     job = await core.engine.get_job(outcome.job_id)
     if job is not None and job.state != JobState.QUEUED and job.state not in JobState.ACTIVE:
         # Finished before we knew the status message: delivery could not link it; do it now.
-        done = render.job_summary(job)
+        done = render.job_summary(job, public)
         if job.result_message_id and job.channel_id:
             url = f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/"
-            done = render.status_done(job, url + str(job.result_message_id)).content
+            done = render.status_done(job, url + str(job.result_message_id), public).content
         await message.edit(content=done, view=None)
 
 
@@ -143,14 +156,22 @@ def is_image(a: discord.Attachment) -> bool:
 class EditModal(discord.ui.Modal):
     """Prompt (and optional extra images) for an edit of a message's images."""
 
-    def __init__(self, source: discord.Message, images: list[discord.Attachment]) -> None:
-        super().__init__(title="Edit with FLUX", custom_id=f"flexedit:{source.id}", timeout=900)
+    def __init__(
+        self, source: discord.Message, images: list[discord.Attachment], locale: str | None = None
+    ) -> None:
+        super().__init__(
+            title=translate(locale, "Edit with FLUX")[:45],
+            custom_id=f"flexedit:{source.id}",
+            timeout=900,
+        )
         self.source = source
         self.images = images
         self.prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
             custom_id="prompt", style=discord.TextStyle.paragraph, max_length=4000
         )
-        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        self.add_item(
+            discord.ui.Label(text=translate(locale, "Prompt")[:45], component=self.prompt)
+        )
         self.extra: discord.ui.FileUpload[EditModal] | None = None
         room = MAX_IMAGES - len(images)
         if room > 0:
@@ -159,8 +180,10 @@ class EditModal(discord.ui.Modal):
             )
             self.add_item(
                 discord.ui.Label(
-                    text="More images (optional)",
-                    description=f"Up to {room} more reference images",
+                    text=translate(locale, "More images (optional)")[:45],
+                    description=translate(
+                        locale, "Up to {count} more reference images", count=room
+                    )[:100],
                     component=self.extra,
                 )
             )
@@ -257,4 +280,4 @@ class Edit(commands.Cog):
         images = [a for a in message.attachments if is_image(a)][:MAX_IMAGES]
         if not images:
             raise UserError("That message has no images to edit. Use it on a message with images.")
-        await interaction.response.send_modal(EditModal(message, images))
+        await interaction.response.send_modal(EditModal(message, images, locale_of(interaction)))

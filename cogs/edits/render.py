@@ -1,4 +1,9 @@
-"""Pure rendering of edits: jobs and tickets -> message content, embeds and buttons. No network."""
+"""Pure rendering of edits: jobs and tickets -> message content, embeds and buttons. No network.
+
+Every function takes the ``locale`` its reader reads: the server's language for what is posted
+in the channel (results, status, failure notices; ``cogs.interactions.server_locale``), the
+member's Discord locale for private answers. None is English.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.engine.quota import humanize_delta
-from bot.model import Job, JobState, JobTicket, Progress, usd
+from bot.i18n import Duration, Money, Text, format_money, language_of, translate
+from bot.model import Job, JobState, JobTicket, Progress
 
 CONTENT_MAX = 2000
 DESCRIPTION_MAX = 4000
@@ -64,13 +69,16 @@ def custom_id(action: str, job_id: int) -> str:
     return f"flex:{action}:{job_id}"
 
 
-def cancel_button(job_id: int) -> ButtonSpec:
-    return ButtonSpec("Cancel", custom_id("cancel", job_id), discord.ButtonStyle.danger)
+def cancel_button(job_id: int, locale: str | None = None) -> ButtonSpec:
+    label = translate(locale, "Cancel")
+    return ButtonSpec(label, custom_id("cancel", job_id), discord.ButtonStyle.danger)
 
 
-def result_buttons(job_id: int, actions: tuple[str, ...] | None = None) -> tuple[ButtonSpec, ...]:
+def result_buttons(
+    job_id: int, actions: tuple[str, ...] | None = None, locale: str | None = None
+) -> tuple[ButtonSpec, ...]:
     return tuple(
-        ButtonSpec(label, custom_id(action, job_id), style)
+        ButtonSpec(translate(locale, label), custom_id(action, job_id), style)
         for action, (label, style) in RESULT_ACTIONS.items()
         if actions is None or action in actions
     )
@@ -88,57 +96,105 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _eta(seconds: float) -> str:
-    return "now" if seconds <= 0 else f"in ~{humanize_delta(seconds)}"
+def _eta(seconds: float) -> Text:
+    return Text("now") if seconds <= 0 else Text("in ~{wait}", {"wait": Duration(seconds)})
 
 
-def status_queued(ticket: JobTicket) -> Rendered:
+def status_queued(ticket: JobTicket, locale: str | None = None) -> Rendered:
     """The status message right after a job was queued."""
-    place = "next in line" if ticket.position == 0 else f"position {ticket.position + 1}"
-    return Rendered(
-        f"⏳ Job #{ticket.job_id} queued ({place}), starts {_eta(ticket.eta_seconds)} · "
-        f"estimated cost {usd(ticket.estimate_micros)}",
-        buttons=(cancel_button(ticket.job_id),),
+    place = (
+        Text("next in line")
+        if ticket.position == 0
+        else Text("position {position}", {"position": ticket.position + 1})
     )
+    text = translate(
+        locale,
+        "⏳ Job #{job} queued ({place}), starts {eta} · estimated cost {cost}",
+        job=ticket.job_id,
+        place=place,
+        eta=_eta(ticket.eta_seconds),
+        cost=Money(ticket.estimate_micros),
+    )
+    return Rendered(text, buttons=(cancel_button(ticket.job_id, locale),))
 
 
-def status_progress(job: Job, progress: Progress) -> Rendered:
-    """The status message while a job waits or runs."""
+def status_progress(job: Job, progress: Progress, locale: str | None = None) -> Rendered:
+    """The status message while a job waits or runs (fal's log lines as fal wrote them)."""
     if progress.state == "fal_queue":
-        where = "waiting at fal"
+        where = translate(locale, "waiting at fal")
         if progress.queue_position is not None:
-            where += f" (position {progress.queue_position + 1})"
+            position = translate(
+                locale, "position {position}", position=progress.queue_position + 1
+            )
+            where += f" ({position})"
     elif progress.state == "running":
-        where = "running"
+        where = translate(locale, "running")
         if progress.logs:
             where += f": {_clip(progress.logs[-1], 200)}"
     else:
-        where = progress.state
-    text = f"⏳ Job #{job.id} {where} · estimated cost {usd(job.estimate_micros)}"
-    return Rendered(_clip(text, CONTENT_MAX), buttons=(cancel_button(job.id),))
+        where = translate(locale, progress.state)
+    text = translate(
+        locale,
+        "⏳ Job #{job} {where} · estimated cost {cost}",
+        job=job.id,
+        where=where,
+        cost=Money(job.estimate_micros),
+    )
+    return Rendered(_clip(text, CONTENT_MAX), buttons=(cancel_button(job.id, locale),))
 
 
-def status_done(job: Job, result_url: str) -> Rendered:
-    return Rendered(f"✅ Job #{job.id} done: {result_url}")
+def status_done(job: Job, result_url: str, locale: str | None = None) -> Rendered:
+    return Rendered(translate(locale, "✅ Job #{job} done: {url}", job=job.id, url=result_url))
 
 
-def status_ended(job: Job, reason: str) -> Rendered:
+def status_ended(job: Job, reason: str, locale: str | None = None) -> Rendered:
+    """The job ended without a result. ``reason`` is the engine's English sentence: shown in
+    the reader's language when the catalogues know it (fixed sentences), else as it is."""
     icon = "✖️" if job.state == JobState.CANCELLED else "⚠️"
-    return Rendered(_clip(f"{icon} Job #{job.id} ended: {reason}", CONTENT_MAX))
+    text = translate(
+        locale,
+        "{icon} Job #{job} ended: {reason}",
+        icon=icon,
+        job=job.id,
+        reason=translate(locale, reason),
+    )
+    return Rendered(_clip(text, CONTENT_MAX))
 
 
-def queued_ack(ticket: JobTicket) -> str:
+def queued_ack(ticket: JobTicket, locale: str | None = None) -> str:
     """The requester's private note that the job is queued and where the status is."""
-    return f"Queued as job #{ticket.job_id}; the status and the result follow in this channel."
+    return translate(
+        locale,
+        "Queued as job #{job}; the status and the result follow in this channel.",
+        job=ticket.job_id,
+    )
 
 
-def lineage(job: Job, parent: Job | None) -> str | None:
+#: How a job came from another, for the lineage line.
+LINEAGE = {
+    "remix": "remix of #{parent}",
+    "reroll": "reroll of #{parent}",
+    "tweak": "tweak of #{parent}",
+    "rerun": "rerun of #{parent}",
+}
+LINEAGE_BY = {
+    "remix": "remix of #{parent} by {author}",
+    "reroll": "reroll of #{parent} by {author}",
+    "tweak": "tweak of #{parent} by {author}",
+    "rerun": "rerun of #{parent} by {author}",
+}
+
+
+def lineage(job: Job, parent: Job | None, locale: str | None = None) -> str | None:
     """``remix of #123 by @x`` (or rerun / tweak / reroll), None for a fresh edit."""
     if job.parent_job_id is None:
         return None
-    verb = {"remix": "remix", "reroll": "reroll", "tweak": "tweak"}.get(job.origin, "rerun")
-    by = f" by <@{parent.user_id}>" if parent is not None else ""
-    return f"{verb} of #{job.parent_job_id}{by}"
+    verb = job.origin if job.origin in LINEAGE else "rerun"
+    if parent is None:
+        return translate(locale, LINEAGE[verb], parent=job.parent_job_id)
+    return translate(
+        locale, LINEAGE_BY[verb], parent=job.parent_job_id, author=f"<@{parent.user_id}>"
+    )
 
 
 def output_filename(job: Job, fmt: str | None = None) -> str:
@@ -152,14 +208,18 @@ def output_filename_shown(job: Job, ext: str, display: str | None) -> str:
     return SPOILER_PREFIX + name if job.nsfw_flagged and display == "spoiler" else name
 
 
-def flagged_hidden(job: Job, parent: Job | None) -> Rendered:
+def flagged_hidden(job: Job, parent: Job | None, locale: str | None = None) -> Rendered:
     """A flagged output where it may not be shown: the facts and the charge, no image."""
-    full = result(job, parent, None)
-    content = FLAGGED_HIDDEN.format(user=job.user_id, job=job.id, cost=usd(job.cost_micros or 0))
-    return Rendered(content, full.embed, result_buttons(job.id, FLAGGED_ACTIONS))
+    full = result(job, parent, None, locale)
+    content = translate(
+        locale, FLAGGED_HIDDEN, user=job.user_id, job=job.id, cost=Money(job.cost_micros or 0)
+    )
+    return Rendered(content, full.embed, result_buttons(job.id, FLAGGED_ACTIONS, locale))
 
 
-def result(job: Job, parent: Job | None, filename: str | None) -> Rendered:
+def result(
+    job: Job, parent: Job | None, filename: str | None, locale: str | None = None
+) -> Rendered:
     """The result message: mention, embed with every parameter, and the result buttons.
 
     ``filename`` is the attachment the embed shows (None: none). A flagged output's attachment
@@ -167,37 +227,60 @@ def result(job: Job, parent: Job | None, filename: str | None) -> Rendered:
     """
     p = job.params
     seed = job.seed if job.seed is not None else p.seed
+    cost = Money(job.cost_micros or 0)
+
+    def t(msgid: str, **params: object) -> str:
+        return translate(locale, msgid, **params)
+
     embed = discord.Embed(
-        title=f"Job #{job.id}", description=_clip(p.prompt, DESCRIPTION_MAX), colour=0x5865F2
+        title=t("Job #{job}", job=job.id),
+        description=_clip(p.prompt, DESCRIPTION_MAX),
+        colour=0x5865F2,
     )
-    embed.add_field(name="Seed", value=str(seed))
-    embed.add_field(name="Steps", value=str(p.num_inference_steps))
-    embed.add_field(name="Guidance", value=f"{p.guidance_scale:g}")
+    embed.add_field(name=t("Seed"), value=str(seed))
+    embed.add_field(name=t("Steps"), value=str(p.num_inference_steps))
+    embed.add_field(name=t("Guidance"), value=f"{p.guidance_scale:g}")
     size = str(p.image_size)
     if job.output_width and job.output_height:
         size = f"{job.output_width}x{job.output_height} ({size})"
-    embed.add_field(name="Size", value=size)
-    embed.add_field(name="Format", value=p.output_format)
-    safety = p.safety_tolerance + ("" if p.enable_safety_checker else ", checker off")
-    embed.add_field(name="Safety", value=safety)
-    embed.add_field(name="Cost", value=usd(job.cost_micros or 0))
-    embed.add_field(name="Requester", value=f"<@{job.user_id}>")
-    line = lineage(job, parent)
+    embed.add_field(name=t("Size"), value=size)
+    embed.add_field(name=t("Format"), value=p.output_format)
+    safety = p.safety_tolerance
+    if not p.enable_safety_checker:
+        safety = t("{tolerance}, checker off", tolerance=safety)
+    embed.add_field(name=t("Safety"), value=safety)
+    embed.add_field(name=t("Cost"), value=format_money(cost.micros, language_of(locale)))
+    embed.add_field(name=t("Requester"), value=f"<@{job.user_id}>")
+    line = lineage(job, parent, locale)
     if line:
-        embed.add_field(name="Lineage", value=line)
+        embed.add_field(name=t("Lineage"), value=line)
     if filename is not None and not job.nsfw_flagged:
         embed.set_image(url=f"attachment://{filename}")
-    embed.set_footer(text=f"job {job.id}")
-    content = f"<@{job.user_id}> job #{job.id} is ready · seed {seed} · {usd(job.cost_micros or 0)}"
+    embed.set_footer(text=t("job {job}", job=job.id))
+    content = t(
+        "{mention} job #{job} is ready · seed {seed} · {cost}",
+        mention=f"<@{job.user_id}>",
+        job=job.id,
+        seed=seed,
+        cost=cost,
+    )
     if line:
         content += f" · {line}"
     if job.nsfw_flagged:
-        content += "\n" + FLAGGED_SPOILER.format(cost=usd(job.cost_micros or 0))
-        return Rendered(content, embed, result_buttons(job.id, FLAGGED_ACTIONS))
-    return Rendered(content, embed, result_buttons(job.id))
+        content += "\n" + t(FLAGGED_SPOILER, cost=cost)
+        return Rendered(content, embed, result_buttons(job.id, FLAGGED_ACTIONS, locale))
+    return Rendered(content, embed, result_buttons(job.id, None, locale))
 
 
-def job_summary(job: Job) -> str:
+def job_summary(job: Job, locale: str | None = None) -> str:
     """One line about a job that has no result to show."""
-    reason = f": {job.failure_reason}" if job.failure_reason else ""
-    return f"Job #{job.id} is {job.state}{reason}."
+    state = Text(str(job.state))
+    if job.failure_reason:
+        return translate(
+            locale,
+            "Job #{job} is {state}: {reason}.",
+            job=job.id,
+            state=state,
+            reason=translate(locale, job.failure_reason),
+        )
+    return translate(locale, "Job #{job} is {state}.", job=job.id, state=state)

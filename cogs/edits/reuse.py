@@ -12,12 +12,14 @@ from discord.ext import commands
 
 from bot.core import Core
 from bot.errors import UserError
+from bot.i18n import translate
 from bot.model import Job, Origin
 from bot.params import parse_edit_params
 from cogs.delivery import fit_upload
 from cogs.edits import render
 from cogs.edits.commands import check_safety, publish
-from cogs.interactions import channel_is_nsfw, core_of, requester_of
+from cogs.errors import locale_of
+from cogs.interactions import channel_is_nsfw, core_of, requester_of, server_locale
 
 
 async def load_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
@@ -82,21 +84,24 @@ class Reuse(commands.Cog):
         stored = await core.engine.output_image(found)
         if stored is None:
             if found.output_hash:
-                raise UserError(f"The image of job #{job} has expired and was deleted.")
-            raise UserError(render.job_summary(found))
+                raise UserError.of("The image of job #{job} has expired and was deleted.", job=job)
+            raise UserError(render.job_summary(found, locale_of(interaction)))
         display = None
         if found.nsfw_flagged:
             display = await core.admin.flagged_display(
                 interaction.guild_id, interaction.channel_id, channel_is_nsfw(interaction)
             )
             if display == "hide":
-                raise UserError(render.FLAGGED_NOT_SHOWN.format(job=job))
+                raise UserError.of(render.FLAGGED_NOT_SHOWN, job=job)
         ext = "png" if found.params.output_format == "png" else "jpg"
         data, ext = await asyncio.to_thread(fit_upload, stored, interaction.filesize_limit, ext)
         parent = await core.engine.get_job(found.parent_job_id) if found.parent_job_id else None
         filename = render.output_filename_shown(found, ext, display)
-        out = render.result(found, parent, filename)
-        await interaction.edit_original_response(content=f"Job #{job} posted below.")
+        # Posted in the channel: the server's language; the note above it is the member's.
+        public = await server_locale(core, interaction.guild_id, interaction.guild_locale)
+        out = render.result(found, parent, filename, public)
+        posted = translate(locale_of(interaction), "Job #{job} posted below.", job=job)
+        await interaction.edit_original_response(content=posted)
         await interaction.followup.send(
             out.content,
             embed=out.embed or discord.utils.MISSING,
