@@ -225,9 +225,7 @@ async def set_name(tx: Tx, guild_id: int, user_id: int, name: str, now: float) -
     )
 
 
-async def results_posted_as(
-    src: Reader, guild_id: int, message_ids: Sequence[int]
-) -> list[int]:
+async def results_posted_as(src: Reader, guild_id: int, message_ids: Sequence[int]) -> list[int]:
     """This server's jobs whose result is one of these Discord messages, not removed yet (none
     for the many deleted messages that were never a result)."""
     if not message_ids:

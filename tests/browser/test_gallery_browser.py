@@ -1,6 +1,7 @@
 """The web gallery in a real headless Chromium (Debian's ``chromium``, driven by Playwright), fed by
 the REAL Flexbot on the fake Discord: a member's /edit and two remixes of it made with the Remix
-button, /gallery links, /optout gallery and the Delete button, exactly as members would.
+button, /gallery links, /optout gallery, the Delete button and a moderator deleting results from
+Discord itself (MESSAGE_DELETE, MESSAGE_DELETE_BULK), exactly as members would.
 
 Screenshots of the grid and of a family tree are saved in the test's tmp dir (and, with
 ``GALLERY_SCREENSHOTS=<dir>``, copied there: that is how docs/gallery-*.png are made).
@@ -8,6 +9,8 @@ Screenshots of the grid and of a family tree are saved in the test's tmp dir (an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +28,7 @@ from bot.secret import Secret
 from tests.e2e.conftest import StartBot
 from tests.e2e.flexbot_fixtures import FlexbotRun, slash_edit, start_flexbot
 from tests.fakes.discord import FakeDiscord, FakeMessage, FakeUser
+from tests.fakes.discord.gateway import INTENT_GUILD_MESSAGES
 
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
 
@@ -39,6 +43,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SECRET = "browser-test-gallery-secret-0123456789"
+INTENT_MESSAGE_CONTENT = 1 << 15  # privileged: Flexbot must never need it
 
 
 def free_port() -> int:
@@ -121,6 +126,23 @@ async def images_decode(page: Page, selector: str) -> list[int]:
                    () => img.naturalWidth, () => 0)))"""
         )
     )
+
+
+async def wait_until_removed(flexbot: FlexbotRun, job_id: int, timeout: float = 15) -> None:
+    """Wait until the bot has recorded the job's removal: a deletion in Discord reaches it as a
+    gateway event and leaves no trace on Discord's side, so re-read its database (as
+    ``wait_for_job_state`` does), woken early by the fake Discord's traffic."""
+
+    def removed() -> bool:
+        return bool(flexbot.query("SELECT 1 FROM gallery_removed WHERE job_id = ?", (job_id,)))
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not removed():
+        if loop.time() > deadline:
+            raise TimeoutError(f"job #{job_id} still in the gallery")
+        with contextlib.suppress(TimeoutError):
+            await flexbot.discord.wait_for(removed, timeout=0.05)
 
 
 def keep_screenshot(path: Path) -> None:
@@ -219,3 +241,46 @@ async def test_gallery_in_a_real_browser(
         response = await page.goto(f"{link}job/{gone}")
         assert response is not None
         assert response.status == 404
+
+
+async def test_results_a_moderator_deletes_in_discord_leave_the_gallery(
+    discord: FakeDiscord, flexbot: FlexbotRun, browser: Browser
+) -> None:
+    # Deletions arrive with GUILD_MESSAGES; message content (privileged) is never asked for.
+    assert discord.gateway.sessions
+    for session in discord.gateway.sessions:
+        assert session.intents & INTENT_GUILD_MESSAGES
+        assert not session.intents & INTENT_MESSAGE_CONTENT
+    results: list[FakeMessage] = []
+    for prompt in ("a red fox in snow", "a blue heron at dusk", "a green frog on a leaf"):
+        waiter = next_result(discord)
+        await (await slash_edit(discord, prompt)).wait_for_original()
+        results.append(await waiter)
+    for job_id, result in enumerate(results, start=1):
+        await flexbot.wait_for_job_state(job_id, "delivered")
+        assert flexbot.job(job_id)["result_message_id"] == result.id
+    # A member's chat, mentioning the bot: Flexbot has no text commands and logs no error for it
+    # (the e2e teardown fails on a logged traceback).
+    chat = await discord.general.post(discord.alice, f"{discord.bot_user.mention} nice fox!")
+
+    link = await gallery_link(discord, discord.alice)
+    page = await browser.new_page()
+    assert await shown(page, link) == [3, 2, 1]
+
+    # A moderator deletes the first result from Discord's own message menu.
+    await discord.delete_message(results[0])
+    await wait_until_removed(flexbot, 1)
+    assert await shown(page, link) == [3, 2]
+    response = await page.goto(f"{link}job/1")
+    assert response is not None
+    assert response.status == 404
+
+    # A purge (bulk delete) takes the third result along with the chat message.
+    await discord.delete_messages(discord.general, [results[2], chat])
+    await wait_until_removed(flexbot, 3)
+    assert await shown(page, link) == [2]
+    response = await page.goto(f"{link}job/3")
+    assert response is not None
+    assert response.status == 404
+    await page.goto(f"{link}job/2")
+    assert "a blue heron at dusk" in await page.locator("blockquote.prompt").inner_text()

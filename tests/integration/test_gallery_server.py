@@ -245,3 +245,33 @@ async def test_link_from_the_service_opens_its_own_server_only(
         path = link.url.split("://", 1)[1].split("/", 1)[1]
         assert (await site.get("/" + path))[0] == 200
         assert (await site.get("/" + path.replace(str(GUILD), str(OTHER), 1)))[0] == 403
+
+
+async def test_results_whose_messages_were_deleted_in_discord_disappear(
+    tmp_path: Path, fake_fal: FakeFal, db_url: str | None
+) -> None:
+    async with gallery_site(tmp_path, fake_fal.url, db_url) as site:
+        j = site.jobs
+        message: dict[str, int] = {}
+        for name, job_id in j.items():
+            job = await site.kit.engine.get_job(job_id)
+            assert job is not None
+            assert job.result_message_id is not None
+            message[name] = job.result_message_id
+        gallery = site.gallery
+        # A member's chat message, and a result's message id under the wrong server: no change.
+        assert await gallery.forget_messages(GUILD, [999_999]) == []
+        assert await gallery.forget_messages(OTHER, [message["castle"]]) == []
+        _, html, _ = await site.get(site.link())
+        assert shown_jobs(html) == [j["reroll"], j["dragons"], j["snow"], j["castle"]]
+
+        # A moderator deletes one result; then a purge takes another with a chat message.
+        assert await gallery.forget_messages(GUILD, [message["snow"]]) == [j["snow"]]
+        purged = [message["dragons"], 999_998]
+        assert await gallery.forget_messages(GUILD, purged) == [j["dragons"]]
+        _, html, _ = await site.get(site.link())
+        assert shown_jobs(html) == [j["reroll"], j["castle"]]
+        for gone in ("snow", "dragons"):
+            assert (await site.get(site.link() + f"job/{j[gone]}"))[0] == 404
+        # Deleting an already removed result again (the Delete button's own event) writes nothing.
+        assert await gallery.forget_messages(GUILD, [message["snow"]]) == []
