@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.engine.quota import LimitSource
 from bot.errors import UserError
+from bot.i18n import Text
 from bot.model import LimitScope, SafetyTolerance
 from bot.params import ChannelDefaults
 
@@ -47,8 +48,9 @@ class Ids:
     ids: tuple[int, ...]
 
 
-#: A value or a source in the settings report: plain words, or ids to name.
-Shown = str | Ids
+#: A value or a source in the settings report: plain words, words with values to translate
+#: (``Text``), or ids to name.
+Shown = str | Text | Ids
 
 
 @dataclass(frozen=True)

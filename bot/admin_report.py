@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.admin_facts import Ids, SettingRow
 from bot.engine import quota
 from bot.engine.quota import MONEY_LIMITS
+from bot.i18n import Text
 from bot.model import DEFAULT_SAFETY_TOLERANCE, LimitScope, usd
 from bot.settings import UNLIMITED, Settings
 from bot.store import access as access_repo
@@ -14,6 +15,10 @@ from bot.store import filters as filters_repo
 from bot.store import limits as limits_repo
 from bot.store import policy as policy_repo
 from bot.store.db import Database
+
+#: A safety row's value (msgids: the /flexadmin cog shows them in the admin's language).
+CHECKER_ON = "tolerance ≤ {tolerance}, checker on"
+CHECKER_MAY_BE_OFF = "tolerance ≤ {tolerance}, checker may be off (age-restricted)"
 
 
 def show_limit(name: str, value: int | None) -> str:
@@ -78,15 +83,19 @@ async def _access_rows(db: Database, guild_id: int) -> list[SettingRow]:
     safety = await policy_repo.safety_rows(db, guild_id)
     if not any(r.channel_id == policy_repo.GUILD_DEFAULT for r in safety):
         rows.append(
-            SettingRow("safety", f"tolerance ≤ {DEFAULT_SAFETY_TOLERANCE}, checker on", "default")
+            SettingRow(
+                "safety",
+                Text(CHECKER_ON, {"tolerance": DEFAULT_SAFETY_TOLERANCE}),
+                "default",
+            )
         )
     for r in safety:
         server = r.channel_id == policy_repo.GUILD_DEFAULT
-        checker = "checker may be off (age-restricted)" if r.checker_off_allowed else "checker on"
+        checker = CHECKER_MAY_BE_OFF if r.checker_off_allowed else CHECKER_ON
         rows.append(
             SettingRow(
                 "safety",
-                f"tolerance ≤ {r.max_tolerance}, {checker}",
+                Text(checker, {"tolerance": r.max_tolerance}),
                 "server" if server else Ids("channel", (r.channel_id,)),
             )
         )
@@ -106,7 +115,10 @@ async def _community_rows(db: Database, guild_id: int) -> list[SettingRow]:
     rows = [
         SettingRow(
             "prompt_filter",
-            f"{words} word(s), {len(terms) - words} pattern(s)",
+            Text(
+                "{words} word(s), {patterns} pattern(s)",
+                {"words": words, "patterns": len(terms) - words},
+            ),
             "server" if terms else "default",
         )
     ]

@@ -11,6 +11,7 @@ from bot.core import Core
 from bot.params import SIZE_CHOICES, ChannelDefaults
 from cogs.admin.group import AdminSubgroup, guild_id_of, reply
 from cogs.admin.render import render_filter_list, render_filter_test
+from cogs.errors import locale_of
 from cogs.interactions import SAFETY_CHOICES
 
 Kind = Literal["word", "pattern"]
@@ -49,13 +50,15 @@ class FilterGroup(AdminSubgroup):
     @app_commands.command(name="list", description="This server's blocked words and patterns.")
     async def list_(self, interaction: discord.Interaction) -> None:
         listed = await self.core.admin.filter_list(guild_id_of(interaction))
-        await interaction.response.send_message(render_filter_list(listed), ephemeral=True)
+        text = render_filter_list(listed, locale_of(interaction))
+        await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(name="test", description="Would this prompt be refused here?")
     @app_commands.describe(prompt="A prompt to try (nothing is queued or charged)")
     async def test(self, interaction: discord.Interaction, prompt: str) -> None:
         hit = await self.core.admin.filter_test(guild_id_of(interaction), prompt)
-        await interaction.response.send_message(render_filter_test(hit), ephemeral=True)
+        text = render_filter_test(hit, locale_of(interaction))
+        await interaction.response.send_message(text, ephemeral=True)
 
 
 class DefaultsGroup(AdminSubgroup):

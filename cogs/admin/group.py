@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot.admin_facts import AdminChange
 from bot.core import Core
 from bot.errors import UserError
+from bot.i18n import translate
 from cogs.admin.language import language_command
 from cogs.admin.render import (
     describe_change,
@@ -27,7 +28,7 @@ from cogs.admin.render import (
     render_report,
     render_settings,
 )
-from cogs.errors import Refused
+from cogs.errors import Refused, locale_of
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ NO_PERMISSION = "You need the Manage Server permission to use /flexadmin."
 
 async def reply(interaction: discord.Interaction, action: Awaitable[AdminChange]) -> None:
     """Run one admin change and answer with its outcome (a UserError goes to the tree)."""
-    message = describe_change(await action)
+    message = describe_change(await action, locale_of(interaction))
     await interaction.response.send_message(message, ephemeral=True)
 
 
@@ -74,7 +75,8 @@ class FlexAdmin(app_commands.Group):
     @app_commands.describe(period="today, this month (default), last 30 days, or all time")
     async def usage(self, interaction: discord.Interaction, period: Period = "month") -> None:
         report = await self.core.admin.usage_report(guild_id_of(interaction), period)
-        await interaction.response.send_message(embed=render_report(report), ephemeral=True)
+        embed = render_report(report, locale_of(interaction))
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="export", description="Every job and its cost as a CSV file.")
     @app_commands.describe(period="today, this month (default), last 30 days, or all time")
@@ -83,7 +85,11 @@ class FlexAdmin(app_commands.Group):
         text = await self.core.admin.export_csv(guild_id_of(interaction), period)
         name = f"flexbot-usage-{period}.csv"
         await interaction.edit_original_response(
-            content=f"Usage export ({period}); `amount_usd` sums to what was spent.",
+            content=translate(
+                locale_of(interaction),
+                "Usage export ({period}); `amount_usd` sums to what was spent.",
+                period=period,
+            ),
             attachments=[discord.File(io.BytesIO(text.encode()), filename=name)],
         )
 
@@ -92,13 +98,19 @@ class FlexAdmin(app_commands.Group):
     )
     async def settings(self, interaction: discord.Interaction) -> None:
         rows = await self.core.admin.settings_report(guild_id_of(interaction))
-        text = render_settings(rows)
+        locale = locale_of(interaction)
+        text = render_settings(rows, locale)
         if len(text) <= 1900:
             await interaction.response.send_message(f"```\n{text}\n```", ephemeral=True)
             return
         overrides = [r for r in rows if r.source != "default"]
         await interaction.response.send_message(
-            f"{len(rows)} settings, {len(overrides)} not at their default; full list attached.",
+            translate(
+                locale,
+                "{count} settings, {changed} not at their default; full list attached.",
+                count=len(rows),
+                changed=len(overrides),
+            ),
             file=discord.File(io.BytesIO(text.encode()), filename="flexbot-settings.txt"),
             ephemeral=True,
         )
@@ -108,7 +120,8 @@ class FlexAdmin(app_commands.Group):
         rows = await self.core.admin.audit_log(guild_id_of(interaction), 15)
         lines = [render_audit_line(r) for r in rows]
         await interaction.response.send_message(
-            "\n".join(lines)[:1900] or "No admin changes yet.", ephemeral=True
+            "\n".join(lines)[:1900] or translate(locale_of(interaction), "No admin changes yet."),
+            ephemeral=True,
         )
 
     @app_commands.command(
@@ -118,7 +131,8 @@ class FlexAdmin(app_commands.Group):
         # The bot owner sees the whole bot; a server's admins only their own server's jobs.
         owner = await self._is_owner(interaction)
         summary = self.core.reconciler.summary(None if owner else guild_id_of(interaction))
-        await interaction.response.send_message(render_reconcile(summary), ephemeral=True)
+        text = render_reconcile(summary, locale_of(interaction))
+        await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(name="pause", description="Refuse new edits (running ones finish).")
     @app_commands.describe(everywhere="Pause the whole bot (bot owner only)", reason="Why")
@@ -142,9 +156,10 @@ class FlexAdmin(app_commands.Group):
             return guild_id_of(interaction)
         if await self._is_owner(interaction):
             return None
-        await interaction.response.send_message(
-            "Only the bot's owner can pause or resume it everywhere.", ephemeral=True
+        text = translate(
+            locale_of(interaction), "Only the bot's owner can pause or resume it everywhere."
         )
+        await interaction.response.send_message(text, ephemeral=True)
         return -1
 
     @staticmethod

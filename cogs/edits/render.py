@@ -245,7 +245,7 @@ def result(
         size = f"{job.output_width}x{job.output_height} ({size})"
     embed.add_field(name=t("Size"), value=size)
     embed.add_field(name=t("Format"), value=p.output_format)
-    safety = p.safety_tolerance
+    safety = str(p.safety_tolerance)
     if not p.enable_safety_checker:
         safety = t("{tolerance}, checker off", tolerance=safety)
     embed.add_field(name=t("Safety"), value=safety)
