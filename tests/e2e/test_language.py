@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from bot.i18n import Money, translate
-from bot.languages import ServerLanguages
-from bot.store.db import Database
 from tests.e2e.flexbot_fixtures import FlexbotRun, slash_edit
 from tests.fakes.discord import FakeDiscord, FakeMessage
 from tests.support.localisation import problems
@@ -22,7 +19,6 @@ from tests.support.localisation import problems
 pytest_plugins = ["tests.e2e.flexbot_fixtures"]
 
 GUILD_COMMANDS = "PUT /applications/{application_id}/guilds/{guild_id}/commands"
-RESULT_READY = "{mention} job #{job} is ready · seed {seed} · {cost}"
 
 
 @pytest.fixture
@@ -54,7 +50,7 @@ async def test_a_french_member_gets_the_refusal_and_usage_in_french(
 ) -> None:
     discord.alice.locale = "fr"
     first = await edit(discord)
-    assert "#1" in first.content
+    assert first.content.startswith("En file d'attente sous le n° 1 ;")
     await flexbot.wait_for_job_state(1, "delivered")
 
     refused = await edit(discord, "again")
@@ -106,34 +102,30 @@ async def test_a_server_set_to_german_gets_public_messages_in_german(
     audit = flexbot.query("SELECT action, detail FROM audit WHERE action = 'language'")
     assert audit == [{"action": "language", "detail": '{"language": "de"}'}]
 
-    await edit(discord)
+    first = await edit(discord)  # alice's locale is English: her own answer is English
+    assert first.content == ("Queued as job #1; the status and the result follow in this channel.")
     result = await discord.general.wait_for_message(lambda m: bool(m.files), timeout=15)
     job = flexbot.job(1)
-    # The language the public result is written in, read from the bot's own database through
-    # the function the delivery uses (cogs.interactions.server_locale).
-    # Read-only: a second writer closing its connection would checkpoint and remove the WAL
-    # the bot is still writing to.
-    conn = await aiosqlite.connect(f"file:{flexbot.db_path()}?mode=ro", uri=True)
-    try:
-        languages = ServerLanguages(Database(conn, flexbot.db_path()))
-        locale = await languages.locale_for(discord.guild.id, "en-US")
-    finally:
-        await conn.close()
-    assert locale == "de"
-    german = translate(
-        locale,
-        RESULT_READY,
-        mention=f"<@{discord.alice.id}>",
-        job=1,
-        seed=job["seed"],
-        cost=Money(job["cost_micros"] or 0),
+    cost = translate("de", "{cost}", cost=Money(job["cost_micros"] or 0))
+    assert cost.endswith("\xa0$")  # Babel's German money ("0,03 $"), not "$0.03"
+    assert result.content == (
+        f"<@{discord.alice.id}> Auftrag #1 ist fertig · Seed {job['seed']} · {cost}"
     )
-    assert german.startswith(f"<@{discord.alice.id}> Auftrag #1 ist fertig · Seed ")
-    # The posted result is rendered by cogs/edits/render.py: German once it calls translate.
-    assert result.content.split(" · ")[0] in (
-        german.split(" · ")[0],
-        f"<@{discord.alice.id}> job #1 is ready",
+    embed = result.embeds[0]
+    assert embed["title"] == "Auftrag #1"
+    names = [f["name"] for f in embed["fields"]]
+    assert names[:8] == [
+        "Seed", "Schritte", "Führung", "Größe", "Format", "Sicherheit", "Kosten", "Angefragt von"
+    ]  # fmt: skip
+    assert dict(zip(names, [f["value"] for f in embed["fields"]], strict=True))["Kosten"] == cost
+    labels = [b["label"] for b in result.buttons()]
+    assert labels == ["Rerun", "Reroll", "Tweak", "Remix", "Löschen"]
+    status = await discord.wait_for(
+        lambda: next((m for m in discord.general.messages if m.content.startswith("✅")), None)
     )
+    assert status.content.startswith("✅ Auftrag #1 fertig: https://discord.com/channels/")
+    queued = status.edits[0]["content"]
+    assert queued.startswith("⏳ Auftrag #1 in der Warteschlange (")
 
     it = await discord.slash(
         "flexadmin language", user=discord.owner_user, options={"language": "auto"}
@@ -143,3 +135,56 @@ async def test_a_server_set_to_german_gets_public_messages_in_german(
         "Les messages publics de ce serveur suivent désormais sa langue Discord (en-US)."
     )
     assert flexbot.query("SELECT * FROM guild_language") == []
+
+
+async def test_a_french_member_reads_french_while_the_channel_reads_the_servers_language(
+    discord: FakeDiscord, flexbot: FlexbotRun
+) -> None:
+    discord.alice.locale = "fr"
+    ack = await edit(discord)
+    assert ack.ephemeral
+    assert ack.content == (
+        "En file d'attente sous le n° 1 ; le suivi et le résultat arriveront dans ce salon."
+    )
+    result = await discord.general.wait_for_message(lambda m: bool(m.files), timeout=15)
+    assert result.content.startswith(f"<@{discord.alice.id}> job #1 is ready · seed ")
+
+    # The Tweak modal is private: its title and labels are the clicker's (custom_ids stay).
+    it = await discord.click(result, "Tweak", user=discord.alice)
+    modal = await it.wait_for_modal()
+    assert modal["title"] == "Tweak de la tâche n° 1"
+    inputs = _inputs(modal)
+    assert [c["label"] for c in inputs] == ["Consigne", "Étapes", "Guidage", "Graine"]
+    assert [c["custom_id"] for c in inputs] == ["prompt", "steps", "guidance", "seed"]
+
+
+async def test_an_admin_reads_flexadmin_answers_in_their_own_language(
+    discord: FakeDiscord, flexbot: FlexbotRun
+) -> None:
+    discord.owner_user.locale = "ja"
+    it = await discord.slash("flexadmin pause", user=discord.owner_user)
+    said = await it.wait_for_original()
+    assert said.ephemeral
+    assert said.content == (
+        "このサーバーで Flexbot を一時停止しました。受付済みのジョブはそのまま実行されます。"
+    )
+    it = await discord.slash("flexadmin settings", user=discord.owner_user)
+    settings = (await it.wait_for_original()).content
+    assert "paused = はい  (サーバー)" in settings
+    assert "safety = 許容度 ≤ 2、チェッカー有効  (既定値)" in settings
+    it = await discord.slash(
+        "flexadmin filter test", user=discord.owner_user, options={"prompt": "a red hat"}
+    )
+    assert (await it.wait_for_original()).content == (
+        "このプロンプトはここではフィルターを通過します。"
+    )
+
+
+def _inputs(modal: dict[str, Any]) -> list[dict[str, Any]]:
+    """The modal's text inputs in order (in action rows or labels)."""
+    found: list[dict[str, Any]] = []
+    for top in modal["components"]:
+        for comp in top.get("components", []) + ([top["component"]] if "component" in top else []):
+            if comp["type"] == 4:
+                found.append(comp)
+    return found
