@@ -14,7 +14,7 @@ from typing import Literal
 
 import discord
 from discord import app_commands
-from discord.ext import commands
+from discord.ext.commands.bot import BotBase
 
 from bot.admin_facts import AdminChange
 from bot.core import Core
@@ -165,7 +165,8 @@ class FlexAdmin(app_commands.Group):
     @staticmethod
     async def _is_owner(interaction: discord.Interaction) -> bool:
         client = interaction.client
-        return isinstance(client, commands.Bot) and await client.is_owner(interaction.user)
+        # AutoShardedBot is a BotBase but not a commands.Bot: check the base both share.
+        return isinstance(client, BotBase) and await client.is_owner(interaction.user)
 
 
 class AdminSubgroup(app_commands.Group):
