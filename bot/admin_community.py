@@ -25,12 +25,16 @@ MAX_TERMS: dict[Kind, int] = {"word": 500, "pattern": 50}
 
 # Admin-facing words: templates with named placeholders, for the message catalogues.
 UNKNOWN_KIND = "A filter entry is a word (or phrase) or a pattern."
-TOO_MANY_TERMS = "This server already has {count} blocked {kind}s, the most it may keep."
+TOO_MANY_TERMS: dict[Kind, str] = {
+    "word": "This server already has {count} blocked words, the most it may keep.",
+    "pattern": "This server already has {count} blocked patterns, the most it may keep.",
+}
 SPOILER_NEEDS_NSFW = (
     "Flagged images can be shown as spoilers only in age-restricted channels; "
     "<#{channel}> is not one."
 )
 UNKNOWN_FLAGGED = "Choose hide or spoiler."
+NO_DEFAULTS_GIVEN = "Give at least one default to set, or use `clear`."
 SAFETY_DEFAULT_TOO_HIGH = (
     "The default safety tolerance {safety} is above the highest allowed in that channel "
     "({highest}); pick {highest} or lower, or raise the channel's limit with /flexadmin safety."
@@ -58,9 +62,7 @@ class CommunityControls(LimitControls):
         async with self.db.transaction() as tx:
             count = await filters_repo.count_terms(tx, guild_id, term_kind)
             if count >= MAX_TERMS[term_kind]:
-                raise UserError(
-                    TOO_MANY_TERMS.format(count=count, kind=term_kind), limit="prompt_filter"
-                )
+                raise UserError.of(TOO_MANY_TERMS[term_kind], limit="prompt_filter", count=count)
             added = await filters_repo.add_term(tx, guild_id, term_kind, term, actor_id)
             if added:
                 await self._audit(tx, guild_id, actor_id, "filter_add", kind=term_kind, term=term)
@@ -114,7 +116,7 @@ class CommunityControls(LimitControls):
             raise UserError(UNKNOWN_FLAGGED)
         flagged: FlaggedOutput = "spoiler" if choice == "spoiler" else "hide"
         if flagged == "spoiler" and not channel_is_nsfw:
-            raise UserError(SPOILER_NEEDS_NSFW.format(channel=channel_id))
+            raise UserError.of(SPOILER_NEEDS_NSFW, channel=channel_id)
         async with self.db.transaction() as tx:
             await channels_repo.set_flagged_output(tx, guild_id, channel_id, flagged, actor_id)
             await self._audit(
@@ -153,16 +155,14 @@ class CommunityControls(LimitControls):
         if checked.safety is not None:
             highest = await self._highest_safety(guild_id, channel_id)
             if int(checked.safety) > int(highest):
-                raise UserError(
-                    SAFETY_DEFAULT_TOO_HIGH.format(safety=checked.safety, highest=highest)
-                )
+                raise UserError.of(SAFETY_DEFAULT_TOO_HIGH, safety=checked.safety, highest=highest)
         values = {
             column: value
             for column, value in zip(channels_repo.DEFAULT_COLUMNS, checked.as_tuple(), strict=True)
             if value is not None
         }
         if not values:
-            raise UserError("Give at least one default to set, or use `clear`.")
+            raise UserError(NO_DEFAULTS_GIVEN)
         async with self.db.transaction() as tx:
             await channels_repo.set_defaults(tx, guild_id, channel_id, values, actor_id)
             await self._audit(

@@ -19,7 +19,8 @@ from bot.admin_report import show_limit
 from bot.engine import quota
 from bot.engine.quota import COUNT_LIMITS, LIMIT_NAMES, MONEY_LIMITS
 from bot.errors import UserError
-from bot.model import LimitScope, micros_from_usd, usd
+from bot.i18n import Money, Text
+from bot.model import LimitScope, micros_from_usd
 from bot.settings import UNLIMITED, Settings
 from bot.store import audit as audit_repo
 from bot.store import credits as credits_repo
@@ -46,6 +47,22 @@ CEILING_WORDS = {
 }
 
 
+# Refusals with values: templates with named placeholders, for the message catalogues.
+NOT_AN_AMOUNT = "{text} is not an amount; use dollars such as 1.50."
+NOT_AN_AMOUNT_OR_UNLIMITED = '{text} is not an amount; use dollars such as 1.50 or "unlimited".'
+CREDIT_OVER_BOUND = (
+    "The bot's owner allows at most {bound} of credit per member per month; grant {room} or less."
+)
+CREDIT_HAS_SOME = (
+    "That member already has {have} of credit this month; the bot's owner allows at most "
+    "{bound} of credit per member per month, so grant {room} or less."
+)
+CREDIT_HAS_ALL = (
+    "That member already has {have} of credit this month; the bot's owner allows at most "
+    "{bound} of credit per member per month."
+)
+
+
 def parse_money(text: str, *, allow_unlimited: bool = False) -> int | None:
     """Dollars as typed by an admin ("1.50", "$2") into micro-dollars, exactly."""
     cleaned = text.strip().lstrip("$").strip()
@@ -54,8 +71,8 @@ def parse_money(text: str, *, allow_unlimited: bool = False) -> int | None:
     try:
         micros = micros_from_usd(cleaned)
     except (InvalidOperation, ValueError):
-        extra = ' or "unlimited"' if allow_unlimited else ""
-        raise UserError(f"{text!r} is not an amount; use dollars such as 1.50{extra}.") from None
+        template = NOT_AN_AMOUNT_OR_UNLIMITED if allow_unlimited else NOT_AN_AMOUNT
+        raise UserError.of(template, text=repr(text)) from None
     if micros < 0:
         raise UserError("Amounts cannot be negative.")
     return micros
@@ -69,7 +86,9 @@ def parse_limit_value(name: str, text: str) -> int | None:
     if cleaned in (UNLIMITED, "none") and name != "user_cooldown_seconds":
         return None
     if not cleaned.isdigit():
-        raise UserError(f"{LIMIT_WORDS.get(name, name)} takes a whole number, not {text!r}.")
+        raise UserError.of(
+            "{what} takes a whole number, not {text}.", what=_words(name), text=repr(text)
+        )
     return int(cleaned)
 
 
@@ -78,17 +97,27 @@ def guild_key(guild_id: int | None) -> int:
     return guild_id or limits_repo.GLOBAL
 
 
+def _words(name: str) -> Text:
+    """A limit's name as a message (the words the /flexadmin limit choices use)."""
+    return Text(LIMIT_WORDS.get(name, name))
+
+
 def _credit_refusal(have: int, bound: int) -> UserError:
     room = max(0, bound - have)
-    rule = f"the bot's owner allows at most {usd(bound)} of credit per member per month"
     if not have:
-        text = f"{rule[0].upper()}{rule[1:]}; grant {usd(room)} or less."
+        template = CREDIT_OVER_BOUND
     elif room:
-        text = f"That member already has {usd(have)} of credit this month; {rule}, so grant "
-        text += f"{usd(room)} or less."
+        template = CREDIT_HAS_SOME
     else:
-        text = f"That member already has {usd(have)} of credit this month; {rule}."
-    return UserError(text, limit="max_credit_grant", remaining=room)
+        template = CREDIT_HAS_ALL
+    return UserError.of(
+        template,
+        limit="max_credit_grant",
+        remaining=room,
+        have=Money(have),
+        bound=Money(bound),
+        room=Money(room),
+    )
 
 
 class LimitControls:
@@ -159,12 +188,18 @@ class LimitControls:
         self, guild_id: int | None, name: str, user_id: int | None, role_id: int | None
     ) -> tuple[LimitScope, int]:
         if name not in LIMIT_NAMES:
-            raise UserError(f"Unknown limit {name!r}; one of {', '.join(LIMIT_NAMES)}.")
+            raise UserError.of(
+                "Unknown limit {name}; one of {names}.",
+                name=repr(name),
+                names=", ".join(LIMIT_NAMES),
+            )
         if user_id is not None and role_id is not None:
             raise UserError("Pick a member or a role, not both.")
         if user_id is not None or role_id is not None:
             if name not in MEMBER_LIMITS:
-                raise UserError(f"{LIMIT_WORDS[name]} applies to a whole server, not a member.")
+                raise UserError.of(
+                    "{what} applies to a whole server, not a member.", what=_words(name)
+                )
             if guild_id is None:
                 raise UserError("Member and role limits are set inside a server.")
             if user_id is not None:
@@ -183,11 +218,13 @@ class LimitControls:
                 raise UserError("The cooldown cannot be unlimited; use 0 to switch it off.")
             return
         if value < 0:
-            raise UserError(f"{LIMIT_WORDS[name]} cannot be negative.")
+            raise UserError.of("{what} cannot be negative.", what=_words(name))
         if name in ("user_max_queued", "user_max_running") and value < 1:
-            raise UserError(f"{LIMIT_WORDS[name]} must be at least 1; block the member instead.")
+            raise UserError.of(
+                "{what} must be at least 1; block the member instead.", what=_words(name)
+            )
         if name in COUNT_LIMITS and value > 1_000_000:
-            raise UserError(f"{LIMIT_WORDS[name]} is too large.")
+            raise UserError.of("{what} is too large.", what=_words(name))
 
     async def _check_owner_bound(self, tx: Tx, name: str, value: int | None) -> None:
         """Refuse a server's, role's or member's value the owner's does not allow.
@@ -204,15 +241,20 @@ class LimitControls:
         if quota.within_owner_bound(name, value, bound) == value:
             return
         if name in quota.FLOOR_LIMITS:
-            raise UserError(
-                f"The bot's owner requires at least {bound} s between edits; pick {bound} or more.",
+            raise UserError.of(
+                "The bot's owner requires at least {seconds} s between edits; "
+                "pick {seconds} or more.",
                 limit=name,
+                seconds=bound,
             )
-        shown = show_limit(name, bound)
-        raise UserError(
-            f"The bot's owner set the {CEILING_WORDS[name]} ceiling at {shown}; "
-            f"pick {shown} or less.",
+        shown: object = Money(bound) if name in MONEY_LIMITS and bound is not None else bound
+        if bound is None:
+            shown = Text(show_limit(name, bound))
+        raise UserError.of(
+            "The bot's owner set the {ceiling} ceiling at {value}; pick {value} or less.",
             limit=name,
+            ceiling=Text(CEILING_WORDS[name]),
+            value=shown,
         )
 
     async def grant_credit(

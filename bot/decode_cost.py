@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from bot.i18n import Text
+
 MB = 1_000_000
 
 # Peak bytes per decoded pixel (opaque, with alpha), rounded up from measurements (see above).
@@ -122,9 +124,19 @@ def _coefficient_bytes(sof: bytes) -> int:
     return sum(mcu_cols * h * mcu_rows * v * 128 for h, v in factors)
 
 
+TOO_MANY_PIXELS_A = (
+    "too many pixels for a {kind} file: {width}x{height} is {megapixels} MP, and Flexbot reads "
+    "{kind} files up to {limit} MP. Resize it (or save it as JPEG) and try again."
+)
+TOO_MANY_PIXELS_AN = (
+    "too many pixels for an {kind} file: {width}x{height} is {megapixels} MP, and Flexbot reads "
+    "{kind} files up to {limit} MP. Resize it (or save it as JPEG) and try again."
+)
+
+
 def decode_refusal(
     im: Image.Image, data: bytes, full_size: tuple[int, int], budget: int
-) -> str | None:
+) -> Text | None:
     """Why decoding ``im`` would cost too much (a sentence for the member), or None.
 
     ``full_size`` is the size in the header; ``im.size`` may be smaller after ``draft()``.
@@ -142,37 +154,52 @@ def decode_refusal(
     if width * height * cost <= budget:
         return None
     limit = mp(budget // cost)
-    a = "an" if kind.startswith("A") else "a"
-    return (
-        f"too many pixels for {a} {kind} file: {width}x{height} is {mp(width * height)} MP, and "
-        f"Flexbot reads {kind} files up to {limit} MP. Resize it (or save it as JPEG) "
-        "and try again."
+    # English's article depends on the name; other languages read both msgids the same way.
+    template = TOO_MANY_PIXELS_AN if kind.startswith("A") else TOO_MANY_PIXELS_A
+    return Text(
+        template,
+        {
+            "kind": kind,
+            "width": width,
+            "height": height,
+            "megapixels": mp(width * height),
+            "limit": limit,
+        },
     )
 
 
-def _jpeg_refusal(im: Image.Image, data: bytes, pixels: int, budget: int) -> str | None:
+def _jpeg_refusal(im: Image.Image, data: bytes, pixels: int, budget: int) -> Text | None:
     layout = jpeg_layout(data)
     most = max(1, min(MAX_JPEG_SCANS, JPEG_SCAN_WORK // max(1, pixels)))
-    save_again = (
+    save_again = Text(
         "Save it again as a standard (baseline, not progressive) JPEG or as PNG and attach that."
     )
     if layout.scans > most:
-        counted = f"more than {MAX_JPEG_SCANS}" if layout.scans > MAX_JPEG_SCANS else layout.scans
-        return (
-            f"the JPEG is stored in {counted} passes (scans); Flexbot reads at most {most} for an "
-            f"image of {mp(pixels)} MP. {save_again}"
+        counted: object = layout.scans
+        if layout.scans > MAX_JPEG_SCANS:
+            counted = Text("more than {count}", {"count": MAX_JPEG_SCANS})
+        return Text(
+            "the JPEG is stored in {scans} passes (scans); Flexbot reads at most {most} for an "
+            "image of {megapixels} MP. {save_again}",
+            {"scans": counted, "most": most, "megapixels": mp(pixels), "save_again": save_again},
         )
     decoded = im.width * im.height * _BYTES_PER_PIXEL["JPEG"][0]
     held = layout.coefficient_bytes if layout.buffers_coefficients else 0
     if decoded + held <= budget:
         return None
-    return (
-        f"too many pixels for a progressive JPEG: {mp(pixels)} MP would take "
-        f"{(decoded + held) // MB} MB to decode, over the {budget // MB} MB limit. {save_again}"
+    return Text(
+        "too many pixels for a progressive JPEG: {megapixels} MP would take {memory} MB to "
+        "decode, over the {limit} MB limit. {save_again}",
+        {
+            "megapixels": mp(pixels),
+            "memory": (decoded + held) // MB,
+            "limit": budget // MB,
+            "save_again": save_again,
+        },
     )
 
 
-def _tiff_refusal(im: Image.Image) -> str | None:
+def _tiff_refusal(im: Image.Image) -> Text | None:
     tags = getattr(im, "tag_v2", {})
     tile_w, tile_h = tags.get(322), tags.get(323)  # TileWidth, TileLength
     if tile_w is None and tile_h is None:
@@ -180,9 +207,10 @@ def _tiff_refusal(im: Image.Image) -> str | None:
     # Tiles are multiples of 16 pixels, so the last row and column may overhang the image.
     if int(tile_w or 0) <= _round16(im.width) and int(tile_h or 0) <= _round16(im.height):
         return None
-    return (
-        f"the TIFF file is damaged: its tiles ({tile_w}x{tile_h}) are larger than the image "
-        f"({im.width}x{im.height}). Save or export it again as PNG or JPEG and attach that."
+    return Text(
+        "the TIFF file is damaged: its tiles ({tile_width}x{tile_height}) are larger than the "
+        "image ({width}x{height}). Save or export it again as PNG or JPEG and attach that.",
+        {"tile_width": tile_w, "tile_height": tile_h, "width": im.width, "height": im.height},
     )
 
 

@@ -20,7 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.i18n import ENGLISH, translate
+from bot.i18n import ENGLISH, Text, translate
+
+#: Words for a member: a fixed English sentence (itself a msgid), or a message with parameters.
+Words = str | Text
+
+
+def english(words: Words) -> str:
+    """The English text of ``words``: what the database and the logs keep."""
+    if isinstance(words, Text):
+        return translate(ENGLISH, words.msgid, **words.params)
+    return words
+
+
+def as_text(words: Words) -> Text:
+    """``words`` as a message to translate (a fixed sentence is its own msgid)."""
+    return words if isinstance(words, Text) else Text(words)
 
 
 class FlexbotError(Exception):
@@ -94,30 +109,33 @@ class UserError(FlexbotError):
 class InvalidParameter(UserError):
     """A user-supplied parameter is outside what the endpoint accepts."""
 
-    def __init__(self, name: str, value: object, allowed: str) -> None:
+    def __init__(self, name: str, value: object, allowed: Words) -> None:
         self.name = name
         self.value = value
-        self.allowed = allowed
-        shown = value if isinstance(value, int | float) else repr(value)
+        self.allowed = english(allowed)
+        shown: object = value if isinstance(value, int | float | Text) else repr(value)
         if isinstance(value, str) and len(value) > 60:
             shown = repr(value[:57] + "...")
         super().__init__(
-            f"`{name}`: got {shown}, allowed: {allowed}.",
+            f"`{name}`: got {english(shown) if isinstance(shown, Text) else shown}, "
+            f"allowed: {self.allowed}.",
             template="`{name}`: got {value}, allowed: {allowed}.",
-            params={"name": name, "value": shown, "allowed": allowed},
+            params={"name": name, "value": shown, "allowed": as_text(allowed)},
         )
 
 
 class ImageRejected(UserError):
     """An input image was refused; the message names the file and what to do."""
 
-    def __init__(self, filename: str, reason: str) -> None:
+    def __init__(self, filename: str, reason: Words) -> None:
         self.filename = filename
-        self.reason = reason
+        self.reason = english(reason)
+        #: The reason as a message, so the member reads it in their language.
+        self.reason_text = as_text(reason)
         super().__init__(
-            f"{filename}: {reason}",
+            f"{filename}: {self.reason}",
             template="{filename}: {reason}",
-            params={"filename": filename, "reason": reason},
+            params={"filename": filename, "reason": self.reason_text},
         )
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from bot.errors import ImageRejected
+from bot.i18n import Text
 
 ACCEPTED = "PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC or AVIF"
-ATTACH = f"Attach a {ACCEPTED} file."
+# A fixed sentence (a msgid of its own), nested as ``{attach}`` in the reasons that end with it.
+ATTACH = "Attach a PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC or AVIF file."
+assert ACCEPTED in ATTACH
 # Pillow format ids we open. "JPEG" also opens MPO (camera JPEGs with extra frames).
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 
@@ -86,32 +89,47 @@ def _mb(n: int) -> str:
     return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
-def too_large(size: int | None, max_bytes: int) -> str:
+def too_large(size: int | None, max_bytes: int) -> Text:
     """Why a file over the byte cap is refused; ``size`` None when the download was cut short."""
     limit = _mb(max_bytes)
     if size is None:  # streaming: we stopped reading, so the real size is unknown
-        return f"the file is larger than {limit} MB, the limit. Attach a smaller image."
-    return f"the file is {_mb(size)} MB, larger than the {limit} MB limit. Attach a smaller image."
-
-
-def damaged(kind: str) -> str:
-    """Why a file of a format we take, but cannot read, is refused."""
-    return (
-        f"the {kind} file is truncated or damaged, so it cannot be read. "
-        "Save or export it again and attach the new file."
+        return Text(
+            "the file is larger than {limit} MB, the limit. Attach a smaller image.",
+            {"limit": limit},
+        )
+    return Text(
+        "the file is {size} MB, larger than the {limit} MB limit. Attach a smaller image.",
+        {"size": _mb(size), "limit": limit},
     )
 
 
-def not_an_image(data: bytes) -> str:
+def damaged(kind: str) -> Text:
+    """Why a file of a format we take (``PNG``; ``image`` when unknown), but cannot read, is
+    refused."""
+    if kind == "image":
+        return Text(
+            "the image file is truncated or damaged, so it cannot be read. "
+            "Save or export it again and attach the new file."
+        )
+    return Text(
+        "the {kind} file is truncated or damaged, so it cannot be read. "
+        "Save or export it again and attach the new file.",
+        {"kind": kind},
+    )
+
+
+def not_an_image(data: bytes) -> Text:
     """Why a file Pillow cannot identify is refused, naming what it looks like."""
     image_kind = sniff_image(data)
     if image_kind is not None:
         return damaged(image_kind)
     other = _sniff_other(data)
     if other is None:
-        return f"not an image Flexbot can read. {ATTACH}"
+        return Text("not an image Flexbot can read. {attach}", {"attach": Text(ATTACH)})
     kind, advice = other
-    return f"not an image (looks like {kind}). {advice}"
+    return Text(
+        "not an image (looks like {kind}). {advice}", {"kind": Text(kind), "advice": Text(advice)}
+    )
 
 
 # Magic bytes of the formats we take, to tell "damaged PNG" from "not an image at all".
@@ -171,7 +189,7 @@ def _sniff_other(data: bytes) -> tuple[str, str] | None:
         if "<svg" in lowered or (lowered.startswith("<?xml") and "svg" in lowered):
             return "an SVG drawing", "Export it as PNG and attach that."
         if lowered.startswith(("<!doctype html", "<html")):
-            return "a web page", f"Save the image itself, not the page. {ATTACH}"
+            return "a web page", "Save the image itself, not the page. " + ATTACH
         return "text", ATTACH
     return None
 

@@ -58,6 +58,7 @@ from bot.decode_cost import decode_refusal, worst_bytes_per_pixel
 from bot.decode_cost import mp as _mp
 from bot.decode_process import Budget, DecodeProcesses, Raised, Stopped
 from bot.errors import ImageRejected
+from bot.i18n import Text
 from bot.image_formats import ATTACH, FORMATS, damaged, not_an_image, sniff_image
 
 # Re-exported: intake, the cogs and the CLI check uploads through this module.
@@ -139,7 +140,9 @@ class NormalizedImage:
 def normalize_image(data: bytes, filename: str, limits: ImageLimits) -> NormalizedImage:
     """Validate and re-encode one uploaded image, or raise :class:`ImageRejected` saying why."""
     if not data:
-        raise ImageRejected(filename, f"the file is empty (0 bytes). {ATTACH}")
+        raise ImageRejected(
+            filename, Text("the file is empty (0 bytes). {attach}", {"attach": Text(ATTACH)})
+        )
     check_size(filename, len(data), limits.max_bytes)
 
     notes: list[str] = []
@@ -177,13 +180,25 @@ def _measure(im: Image.Image, filename: str, limits: ImageLimits) -> tuple[int, 
     width, height = im.size
     if width < 1 or height < 1:
         raise ImageRejected(
-            filename, f"the image has no pixels ({width}x{height}). It may be damaged."
+            filename,
+            Text(
+                "the image has no pixels ({width}x{height}). It may be damaged.",
+                {"width": width, "height": height},
+            ),
         )
     if width * height > limits.max_pixels:
         raise ImageRejected(
             filename,
-            f"too many pixels: {width}x{height} is {_mp(width * height)} MP, the limit is "
-            f"{_mp(limits.max_pixels)} MP. Resize it and try again.",
+            Text(
+                "too many pixels: {width}x{height} is {megapixels} MP, the limit is {limit} MP. "
+                "Resize it and try again.",
+                {
+                    "width": width,
+                    "height": height,
+                    "megapixels": _mp(width * height),
+                    "limit": _mp(limits.max_pixels),
+                },
+            ),
         )
     return width, height
 
@@ -301,17 +316,18 @@ class ImageProcessor:
             done.cpu_seconds,
             done.peak_rss_kib // 1024,
         )
-        if isinstance(done.value, str):
+        if isinstance(done.value, Text):
             raise ImageRejected(filename, done.value)
         return done.value
 
-    def _stopped_reason(self, stopped: Stopped) -> str:
+    def _stopped_reason(self, stopped: Stopped) -> Text:
         if stopped.why in ("cpu", "wall"):
-            return (
-                f"it takes too long to decode (over {self.limits.decode_cpu_seconds:g} s). "
-                "Resize it, or save it again as JPEG or PNG, and attach that."
+            return Text(
+                "it takes too long to decode (over {seconds} s). "
+                "Resize it, or save it again as JPEG or PNG, and attach that.",
+                {"seconds": f"{self.limits.decode_cpu_seconds:g}"},
             )
-        return (
+        return Text(
             "it could not be decoded within Flexbot's limits; it may be damaged. "
             "Save or export it again as JPEG or PNG and attach that."
         )
@@ -339,7 +355,7 @@ class ImageProcessor:
         await asyncio.to_thread(self.close)
 
 
-def _normalize_or_refuse(data: bytes, filename: str, limits: ImageLimits) -> NormalizedImage | str:
+def _normalize_or_refuse(data: bytes, filename: str, limits: ImageLimits) -> NormalizedImage | Text:
     """normalize_image as run in a decode process: a refusal comes back as its reason."""
     # One decoder thread: the CPU limit is then also wall time, and thread stacks and arenas do
     # not eat the memory limit.
@@ -348,9 +364,9 @@ def _normalize_or_refuse(data: bytes, filename: str, limits: ImageLimits) -> Nor
     try:
         return normalize_image(data, filename, limits)
     except ImageRejected as e:
-        return e.reason
+        return e.reason_text
     except MemoryError:
-        return (
+        return Text(
             "it needs more memory to decode than Flexbot allows for one image. "
             "Resize it, or save it again as JPEG, and attach that."
         )
@@ -361,7 +377,7 @@ def _open(data: bytes, filename: str) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as e:
         # Only when something re-enabled Pillow's guard; ours normally speaks first.
-        raise ImageRejected(filename, "too many pixels. Resize it and try again.") from e
+        raise ImageRejected(filename, Text("too many pixels. Resize it and try again.")) from e
     except UnidentifiedImageError as e:
         raise ImageRejected(filename, not_an_image(data)) from e
     except _DECODE_ERRORS as e:

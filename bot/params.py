@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import InvalidParameter
+from bot.i18n import Text
 from bot.model import (
     DEFAULT_GUIDANCE,
     DEFAULT_SAFETY_TOLERANCE,
@@ -61,7 +62,9 @@ def clean_prompt(prompt: str | None, max_chars: int) -> str:
         raise InvalidParameter("prompt", prompt or "", "a description of the edit (not empty)")
     if len(text) > max_chars:
         raise InvalidParameter(
-            "prompt", f"{len(text)} characters", f"at most {max_chars} characters"
+            "prompt",
+            Text("{count} characters", {"count": len(text)}),
+            Text("at most {count} characters", {"count": max_chars}),
         )
     return text
 
@@ -83,7 +86,9 @@ def _number(name: str, value: str | int | float, kind: type[int] | type[float]) 
 
 def _in_range(name: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi or value != value:  # NaN fails too
-        raise InvalidParameter(name, value, f"{lo:g} to {hi:g}")
+        raise InvalidParameter(
+            name, value, Text("{low} to {high}", {"low": f"{lo:g}", "high": f"{hi:g}"})
+        )
 
 
 def parse_size(
@@ -104,7 +109,12 @@ def parse_size(
         match = _CUSTOM_SIZE.match(text)
         if not match:
             raise InvalidParameter(
-                "size", size, f"auto, {', '.join(PRESET_SIZES)} or WIDTHxHEIGHT like 1024x768"
+                "size",
+                size,
+                Text(
+                    "auto, {presets} or WIDTHxHEIGHT like 1024x768",
+                    {"presets": ", ".join(PRESET_SIZES)},
+                ),
             )
         w, h = int(match[1]), int(match[2])
     for name, side in (("width", w), ("height", h)):
@@ -114,7 +124,10 @@ def parse_size(
         raise InvalidParameter(
             "size",
             f"{w}x{h} ({megapixels:.1f} MP)",
-            f"at most {limits.max_output_megapixels:g} MP on this server",
+            Text(
+                "at most {megapixels} MP on this server",
+                {"megapixels": f"{limits.max_output_megapixels:g}"},
+            ),
         )
     return ImageSize(preset=None, width=w, height=h)
 
@@ -195,7 +208,9 @@ def parse_edit_params(
         safety_tolerance = safety_tolerance if _given(safety_tolerance) else defaults.safety
     text = clean_prompt(prompt, limits.max_prompt_chars)
     if not 1 <= num_images <= MAX_IMAGES:
-        raise InvalidParameter("images", num_images, f"1 to {MAX_IMAGES} images")
+        raise InvalidParameter(
+            "images", num_images, Text("1 to {count} images", {"count": MAX_IMAGES})
+        )
 
     seed_value: int | None = None
     if seed is not None and seed != "":

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.engine.delivery import Progress
+from bot.errors import Words, english
 from bot.model import EditParams, Job
 
 #: The member id the terminal's jobs are recorded under: nobody on Discord has id 0.
@@ -77,9 +78,9 @@ class TerminalDelivery:
         self.written.write_bytes(image)
         return None
 
-    async def failed(self, job: Job, reason: str) -> None:
+    async def failed(self, job: Job, reason: Words) -> None:
         self.status.done()
-        self.failure = reason
+        self.failure = english(reason)  # the terminal speaks English
 
 
 def rerun_command(

@@ -18,7 +18,7 @@ import logging
 import discord
 from PIL import Image
 
-from bot.engine.delivery import Undeliverable
+from bot.engine.delivery import Undeliverable, Words
 from bot.engine.engine import Engine
 from bot.languages import ServerLanguages
 from bot.model import Job, Progress
@@ -174,7 +174,7 @@ class DiscordDelivery:
         await self._edit_status(job, render.status_done(job, message.jump_url, locale))
         return message.id
 
-    async def failed(self, job: Job, reason: str) -> None:
+    async def failed(self, job: Job, reason: Words) -> None:
         ended = render.status_ended(job, reason, await self._locale(job))
         if job.status_message_id is not None:
             await self._edit_status(job, ended)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.errors import FlexbotError
+from bot.errors import FlexbotError, Words
 from bot.model import Job, Progress
 
-__all__ = ["Delivery", "Progress", "Undeliverable"]
+__all__ = ["Delivery", "Progress", "Undeliverable", "Words"]
 
 
 class Undeliverable(FlexbotError):
@@ -28,5 +28,6 @@ class Delivery(Protocol):
     async def deliver(self, job: Job, image: bytes) -> int | None:
         """Post the result; return the message id, or raise Undeliverable."""
 
-    async def failed(self, job: Job, reason: str) -> None:
-        """Tell the requester the job ended without a result, and why."""
+    async def failed(self, job: Job, reason: Words) -> None:
+        """Tell the requester the job ended without a result, and why: a fixed English sentence
+        (its own msgid) or a ``bot.i18n.Text``, shown in the reader's language."""

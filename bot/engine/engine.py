@@ -52,7 +52,7 @@ from bot.engine.runner import RunContext
 from bot.engine.scheduler import FairScheduler
 from bot.engine.settlement import Settlement
 from bot.engine.shared_dispatch import SharedDispatcher
-from bot.errors import NoSuchJob, UserError
+from bot.errors import NoSuchJob, UserError, Words
 from bot.fal.client import FalClient
 from bot.intake import DownloadBudget
 from bot.metrics import Metrics
@@ -387,7 +387,7 @@ class Engine:
         async with self.db.transaction(serial=False) as tx:
             await jobs_repo.update_job(tx, job_id, status_message_id=message_id)
 
-    async def _tell(self, job: Job, notice: str) -> None:
+    async def _tell(self, job: Job, notice: Words) -> None:
         if self.delivery is not None:
             await self.delivery.failed(job, notice)
 

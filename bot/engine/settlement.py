@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from bot.errors import Words, english
 from bot.model import Job, JobState, LedgerKind
 from bot.store import jobs as jobs_repo
 from bot.store import ledger
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 #: Called after each stored change; a final state is counted in the metrics.
 OnChange = Callable[[JobState | None], Awaitable[None]]
 #: Tells the member a job ended without a result (``Delivery.failed``).
-Tell = Callable[[Job, str], Awaitable[None]]
+Tell = Callable[[Job, Words], Awaitable[None]]
 
 
 async def release(tx: Tx, job: Job, now: float) -> None:
@@ -55,27 +56,29 @@ class Settlement:
         job: Job,
         from_states: Sequence[JobState],
         to_state: JobState,
-        reason: str,
+        reason: Words,
         *,
-        notice: str | None = None,
+        notice: Words | None = None,
         cost: int | None = None,
     ) -> bool:
         """Move ``job`` from one of ``from_states`` to a final state; True when this call did.
 
-        ``reason`` is stored as the failure reason. Whatever the job still holds is released in
-        the same transaction, and ``cost`` (what fal billed for a job that ends without a
-        result) is charged there too. ``notice`` (None: no notice) goes to the member
+        ``reason`` is stored as the failure reason, in English (the database and the logs stay
+        English; the notice carries the message to translate). Whatever the job still holds is
+        released in the same transaction, and ``cost`` (what fal billed for a job that ends
+        without a result) is charged there too. ``notice`` (None: no notice) goes to the member
         afterwards; a failure to tell them is logged, never raised, since the job has ended
         either way.
         """
         now = self.clock()
+        stored = english(reason)
         # A fetched job keeps the finish time of its fal run (the ETA statistics use it).
         changes: dict[str, Any] = {} if JobState.FETCHED in from_states else {"finished_at": now}
         if cost is not None:
             changes["cost_micros"] = cost
         async with self.db.transaction(serial=False) as tx:
             won = await jobs_repo.transition(
-                tx, job.id, from_states, to_state, failure_reason=reason, **changes
+                tx, job.id, from_states, to_state, failure_reason=stored, **changes
             )
             if won:
                 await release(tx, job, now)
@@ -84,7 +87,7 @@ class Settlement:
         if not won:
             return False
         await self.on_change(to_state)
-        log.info("job=%s %s: %s", job.id, to_state, reason)
+        log.info("job=%s %s: %s", job.id, to_state, stored)
         if notice is not None:
             try:
                 await self.tell(replace(job, state=to_state), notice)
@@ -92,7 +95,7 @@ class Settlement:
                 log.warning("job=%s could not tell the member", job.id, exc_info=True)
         return True
 
-    async def fail(self, job: Job, from_states: Sequence[JobState], reason: str) -> bool:
+    async def fail(self, job: Job, from_states: Sequence[JobState], reason: Words) -> bool:
         """End a job without a result and tell the member why."""
         return await self.end_job(job, from_states, JobState.FAILED, reason, notice=reason)
 
@@ -132,7 +135,7 @@ class Settlement:
             await self.on_change(None)
         return won
 
-    async def lost(self, job: Job, cost: int, notice: str) -> bool:
+    async def lost(self, job: Job, cost: int, notice: Words) -> bool:
         """running -> failed, charged what fal billed for a result it made but Flexbot lost.
 
         The member's quota carries it: they asked for the edit and fal billed it; losing it is

@@ -13,6 +13,7 @@ from bot.engine.reconcile import Verdict
 from bot.engine.run_context import RunContext
 from bot.errors import UserError
 from bot.fal.errors import FalError, FalSubmitAmbiguous
+from bot.i18n import Text
 from bot.model import Job, JobState
 from bot.store import jobs as jobs_repo
 
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 #: Seeds Flexbot picks when the member gave none: fal's own range for a random seed.
 SEED_RANGE = 2**32
 SUBMIT_STATES = (JobState.QUEUED, JobState.UNSURE, JobState.SUBMITTING)
+#: Why a queued job failed at dispatch; ``{refusal}`` is the cap's own refusal, nested.
+BUDGET_RAN_OUT = (
+    "Your budget ran out while this edit was waiting (earlier edits cost more than estimated); "
+    "nothing was charged. {refusal}"
+)
 
 
 async def submit(ctx: RunContext, job: Job) -> Job | None:
@@ -122,10 +128,7 @@ async def _mark_submitting(ctx: RunContext, job: Job, urls: list[str]) -> dict[s
                 fal_request_hint=None,
             )
             return arguments if won else None
-    reason = (
-        "Your budget ran out while this edit was waiting (earlier edits cost more than "
-        f"estimated); nothing was charged. {over.message}"
-    )
+    reason = Text(BUDGET_RAN_OUT, {"refusal": Text(over.template, over.params)})
     await ctx.settlement.fail(job, [JobState.QUEUED], reason)
     return None
 

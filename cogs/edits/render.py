@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.errors import Words, as_text
 from bot.i18n import Duration, Money, Text, format_money, language_of, translate
 from bot.model import Job, JobState, JobTicket, Progress
 
@@ -147,16 +148,17 @@ def status_done(job: Job, result_url: str, locale: str | None = None) -> Rendere
     return Rendered(translate(locale, "✅ Job #{job} done: {url}", job=job.id, url=result_url))
 
 
-def status_ended(job: Job, reason: str, locale: str | None = None) -> Rendered:
-    """The job ended without a result. ``reason`` is the engine's English sentence: shown in
-    the reader's language when the catalogues know it (fixed sentences), else as it is."""
+def status_ended(job: Job, reason: Words, locale: str | None = None) -> Rendered:
+    """The job ended without a result. ``reason`` is the engine's English sentence or its
+    message with values (``Text``): shown in the reader's language when the catalogues know it,
+    else as it is."""
     icon = "✖️" if job.state == JobState.CANCELLED else "⚠️"
     text = translate(
         locale,
         "{icon} Job #{job} ended: {reason}",
         icon=icon,
         job=job.id,
-        reason=translate(locale, reason),
+        reason=as_text(reason),
     )
     return Rendered(_clip(text, CONTENT_MAX))
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from PIL import Image
 
-from bot.engine.delivery import Undeliverable
+from bot.engine.delivery import Undeliverable, Words
 from bot.engine.engine import Engine
+from bot.errors import english
 from bot.fal.client import FalClient
 from bot.images import ImageLimits, normalize_image
 from bot.intake import new_input
@@ -77,8 +78,8 @@ class RecordingDelivery:
         await self._notify()
         return self.next_message_id
 
-    async def failed(self, job: Job, reason: str) -> None:
-        self.failures.setdefault(job.id, []).append(reason)
+    async def failed(self, job: Job, reason: Words) -> None:
+        self.failures.setdefault(job.id, []).append(english(reason))
         await self._notify()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bot.errors import Words, english
 from bot.model import Job, Progress
 
 MESSAGE_ID_BASE = 1_000_000
@@ -154,7 +155,8 @@ class FileDelivery:
         await asyncio.sleep(self.latency)  # posted, but the engine has not heard back yet
         return MESSAGE_ID_BASE + int(row["id"])
 
-    async def failed(self, job: Job, reason: str) -> None:
+    async def failed(self, job: Job, reason: Words) -> None:
+        reason = english(reason)
         with self.log.tx() as conn:
             conn.execute(
                 "INSERT INTO notices (run, job_id, state, reason) VALUES (?, ?, ?, ?)",
