@@ -53,7 +53,8 @@ class RecordingDelivery:
     """A Delivery that remembers what members would have seen."""
 
     delivered: dict[int, list[bytes]] = field(default_factory=dict)
-    failures: dict[int, list[str]] = field(default_factory=dict)
+    failures: dict[int, list[str]] = field(default_factory=dict)  # in English
+    notices: dict[int, list[Words]] = field(default_factory=dict)  # as the engine told them
     updates: dict[int, list[Progress]] = field(default_factory=dict)
     undeliverable: set[int] = field(default_factory=set)
     flaky: int = 0  # next N deliveries raise a transient error
@@ -80,6 +81,7 @@ class RecordingDelivery:
 
     async def failed(self, job: Job, reason: Words) -> None:
         self.failures.setdefault(job.id, []).append(english(reason))
+        self.notices.setdefault(job.id, []).append(reason)
         await self._notify()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
