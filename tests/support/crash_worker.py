@@ -36,7 +36,7 @@ from bot.model import EditParams, EditRequest, InputImage, JobState, Requester
 from bot.secret import Secret
 from bot.settings import Settings
 from bot.store.blobs import BlobStore
-from bot.store.db import Database
+from bot.store.db import Database, fetch_all
 from tests.support.engine_kit import make_settings
 from tests.support.file_delivery import FileDelivery, HarnessLog
 
@@ -120,19 +120,15 @@ def png(user: int) -> bytes:
 
 
 async def stored_jobs(db: Database) -> dict[str, tuple[int, str]]:
-    """prompt -> (job id, state) for every job in the database."""
-    found = {}
-    async with db.conn.execute("SELECT id, state, params FROM jobs") as cur:
-        async for row in cur:
-            found[json.loads(row["params"])["prompt"]] = (int(row["id"]), str(row["state"]))
-    return found
+    """prompt -> (job id, state) for every job in the database (either backend)."""
+    rows = await fetch_all(db, "SELECT id, state, params FROM jobs")
+    return {json.loads(r["params"])["prompt"]: (int(r["id"]), str(r["state"])) for r in rows}
 
 
 async def states_on_disk(db: Database) -> dict[str, list[int]]:
     states: dict[str, list[int]] = {}
-    async with db.conn.execute("SELECT id, state FROM jobs ORDER BY id") as cur:
-        async for row in cur:
-            states.setdefault(str(row["state"]), []).append(int(row["id"]))
+    for row in await fetch_all(db, "SELECT id, state FROM jobs ORDER BY id"):
+        states.setdefault(str(row["state"]), []).append(int(row["id"]))
     return states
 
 
@@ -158,7 +154,7 @@ async def submit_plan(engine: Engine, db: Database, plan: list[PlannedJob]) -> N
 
 
 async def issue_cancels(
-    engine: Engine, db: Database, plan: list[PlannedJob], log: HarnessLog
+    engine: Engine, db: Database, plan: list[PlannedJob], log: HarnessLog, tick: float = 0.05
 ) -> None:
     """Cancel the planned jobs on the plan's schedule (again after each restart, if not final):
     "queued" ones ``cancel_after`` seconds into the run, "running" ones not before that and not
@@ -172,10 +168,10 @@ async def issue_cancels(
     stranger_tried = False
     while pending:
         marks = ",".join("?" * len(pending))
-        async with db.conn.execute(
-            f"SELECT id, state FROM jobs WHERE id IN ({marks})", tuple(pending)
-        ) as cur:
-            states = {int(r[0]): str(r[1]) async for r in cur}
+        rows = await fetch_all(
+            db, f"SELECT id, state FROM jobs WHERE id IN ({marks})", list(pending)
+        )
+        states = {int(r[0]): str(r[1]) for r in rows}
         elapsed = loop.time() - start
         for job_id, job in list(pending.items()):
             assert job.cancel_after is not None
@@ -203,7 +199,7 @@ async def issue_cancels(
             )
             result = await engine.cancel(job_id, who)
             log.cancel(job_id, caller, job.cancel_by_moderator, result.outcome)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(tick)
 
 
 async def all_final(db: Database, count: int) -> bool:

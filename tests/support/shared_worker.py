@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -26,20 +25,21 @@ from pathlib import Path
 
 from bot.engine.engine import Engine
 from bot.errors import UserError
-from bot.model import EditParams, EditRequest, InputImage, JobState, LimitScope, Requester
+from bot.model import EditParams, EditRequest, InputImage, LimitScope, Requester
 from bot.store import limits
 from bot.store.blobs import DatabaseBlobs
 from bot.store.db import Database, fetch_all
 from bot.store.postgres import PostgresDatabase
 from tests.support.crash_worker import (
     DELIVERY_LATENCY,
-    MODERATOR,
-    STRANGER,
     PlannedJob,
     drive,
     fal_client,
+    issue_cancels,
     make_plan,
     png,
+    states_on_disk,
+    stored_jobs,
     worker_settings,
 )
 from tests.support.file_delivery import FileDelivery, HarnessLog
@@ -51,19 +51,6 @@ CAP_ATTEMPTS = 6  # per process, all at once
 LEASE_SECONDS = 3.0
 
 
-async def stored(db: Database) -> dict[str, tuple[int, str]]:
-    """prompt -> (job id, state) of every job."""
-    rows = await fetch_all(db, "SELECT id, state, params FROM jobs")
-    return {json.loads(r["params"])["prompt"]: (int(r["id"]), str(r["state"])) for r in rows}
-
-
-async def states_of(db: Database) -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {}
-    for r in await fetch_all(db, "SELECT id, state FROM jobs ORDER BY id"):
-        found.setdefault(str(r["state"]), []).append(int(r["id"]))
-    return found
-
-
 async def image_for(engine: Engine, user: int, cache: dict[int, InputImage]) -> InputImage:
     if user not in cache:
         sha = await engine.store_blob(png(user), 64, 48, "image/png")
@@ -72,7 +59,7 @@ async def image_for(engine: Engine, user: int, cache: dict[int, InputImage]) -> 
 
 
 async def submit_share(engine: Engine, db: Database, plan: list[PlannedJob]) -> None:
-    existing = await stored(db)
+    existing = await stored_jobs(db)
     images: dict[int, InputImage] = {}
     for job in plan:
         if job.prompt in existing:
@@ -105,48 +92,6 @@ async def cap_burst(engine: Engine, slot: int, log: HarnessLog) -> None:
     await asyncio.gather(*(one(i) for i in range(CAP_ATTEMPTS)))
 
 
-async def issue_cancels(
-    engine: Engine, db: Database, share: list[PlannedJob], log: HarnessLog
-) -> None:
-    """The plan's cancels of this slot's jobs (see crash_worker.issue_cancels), by member or
-    moderator, after a stranger's refused attempt; the job may run in any process."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    ids = {prompt: job_id for prompt, (job_id, _) in (await stored(db)).items()}
-    pending = {ids[j.prompt]: j for j in share if j.cancel_after is not None}
-    stranger_tried = False
-    while pending:
-        marks = ",".join("?" * len(pending))
-        rows = await fetch_all(
-            db, f"SELECT id, state FROM jobs WHERE id IN ({marks})", list(pending)
-        )
-        states = {int(r[0]): str(r[1]) for r in rows}
-        elapsed = loop.time() - start
-        for job_id, job in list(pending.items()):
-            assert job.cancel_after is not None
-            state = states[job_id]
-            if state in JobState.FINAL:
-                del pending[job_id]
-                continue
-            if elapsed < job.cancel_after:
-                continue
-            if job.cancel_when == "running" and state not in ("submitting", "unsure", "running"):
-                continue
-            del pending[job_id]
-            if not stranger_tried:
-                stranger_tried = True
-                stranger = Requester(STRANGER, job.guild_id, 900 + job.guild_id)
-                refused = await engine.cancel(job_id, stranger)
-                log.cancel(job_id, STRANGER, False, refused.outcome)
-            caller = MODERATOR if job.cancel_by_moderator else job.user_id
-            who = Requester(
-                caller, job.guild_id, 900 + job.guild_id, moderator=job.cancel_by_moderator
-            )
-            result = await engine.cancel(job_id, who)
-            log.cancel(job_id, caller, job.cancel_by_moderator, result.outcome)
-        await asyncio.sleep(0.1)
-
-
 async def everything_final(db: Database, planned: int) -> bool:
     rows = await fetch_all(
         db,
@@ -177,7 +122,7 @@ async def run(args: argparse.Namespace) -> int:
     share = [j for j in plan if j.index % args.slots == args.slot]
     log = HarnessLog(data_dir / HARNESS_DB, os.getpid())
     db = await PostgresDatabase.connect(args.database_url)
-    log.begin_run(await states_of(db))
+    log.begin_run(await states_on_disk(db))
     if args.cap is not None:
         await set_cap(db, args.cap)
     fal = fal_client(settings, args.fal_url)
@@ -200,7 +145,7 @@ async def run(args: argparse.Namespace) -> int:
         db,
         log,
         submit=submit,
-        cancels=lambda: issue_cancels(engine, db, share, log),
+        cancels=lambda: issue_cancels(engine, db, share, log, tick=0.1),
         finished=lambda: everything_final(db, len(plan)),
     )
 
