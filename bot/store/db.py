@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 
@@ -157,7 +157,7 @@ class Database:
     async def close(self) -> None:
         await self.conn.close()
 
-    async def __aenter__(self) -> Database:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -24,7 +24,6 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -152,17 +151,6 @@ class PostgresDatabase(Database):
 
     async def notify(self, channel: str) -> None:
         await self.pool.execute("SELECT pg_notify($1, '')", channel)
-
-    async def __aenter__(self) -> PostgresDatabase:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
         return list(await self.pool.fetch(to_dollar(sql), *args))
