@@ -219,7 +219,9 @@ class Admission:
             job_id = await jobs_repo.insert_job(tx, new, now)
         return Admitted(job_id, estimate, limits["user_max_running"])
 
-    async def budget_at_dispatch(self, job: Job, src: Reader | None = None) -> UserError | None:
+    async def budget_at_dispatch(
+        self, job: Job, src: Reader | None = None, limits: quota.Limits | None = None
+    ) -> UserError | None:
         """Does a queued job still fit its budgets now that jobs before it were charged?
 
         Submit checked the estimate, but a job charged more than its estimate (the actual output
@@ -227,7 +229,8 @@ class Admission:
         caps before a job starts keeps any cap from being overrun by more than the estimate error
         of the jobs running at once, instead of by the sum over a member's whole queue.
         """
-        limits = await self.limits_for(job.requester)  # admin-set: read outside the lock
+        if limits is None:  # admin-set: the caller may read them before taking the lock
+            limits = await self.limits_for(job.requester)
         if all(limits[name] is None for name in quota.MONEY_LIMITS):
             return None
         now = self.clock()

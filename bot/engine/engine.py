@@ -165,6 +165,7 @@ class Engine:
             settlement=self.settlement,
             on_change=self.notify_changed,
             budget_at_dispatch=self.admission.budget_at_dispatch,
+            limits_for=self.admission.limits_for,
             stopping=self._stopping,
             cancel_requests=self.dispatcher.cancel_requests,
             record_duration=self.queue_info.record,

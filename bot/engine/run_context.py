@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from bot.engine.delivery import Delivery
 from bot.engine.inputs import Inputs
+from bot.engine.quota import Limits
 from bot.engine.reconcile import Reconciler
 from bot.engine.settlement import OnChange, Settlement
 from bot.errors import UserError
 from bot.fal.client import FalClient
 from bot.fal.errors import FalError
 from bot.metrics import Metrics
-from bot.model import Job, JobState
+from bot.model import Job, JobState, Requester
 from bot.pricing import PriceList
 from bot.settings import Settings
 from bot.store import jobs as jobs_repo
@@ -42,8 +43,10 @@ class RunContext:
     inputs: Inputs
     settlement: Settlement
     on_change: OnChange
-    #: The money check just before a queued job starts (``Admission.budget_at_dispatch``).
-    budget_at_dispatch: Callable[[Job, Tx], Awaitable[UserError | None]]
+    #: The money check just before a queued job starts (``Admission.budget_at_dispatch``),
+    #: given the member's limits read before the write lock (``Admission.limits_for``).
+    budget_at_dispatch: Callable[[Job, Tx, Limits], Awaitable[UserError | None]]
+    limits_for: Callable[[Requester], Awaitable[Limits]]
     #: Set when the engine stops: runs return at their next stored state.
     stopping: asyncio.Event
     #: Ids of jobs whose cancel was asked in this process (the stored flag covers restarts).

@@ -109,8 +109,10 @@ async def _mark_submitting(ctx: RunContext, job: Job, urls: list[str]) -> dict[s
         params = replace(params, seed=secrets.randbelow(SEED_RANGE))
     arguments = params.to_fal_input(urls)
     resend = job.state == JobState.UNSURE
+    # The limits are admin-set: read before the write lock, which is held for the money only.
+    limits = None if resend else await ctx.limits_for(job.requester)
     async with ctx.db.transaction() as tx:
-        over = None if resend else await ctx.budget_at_dispatch(job, tx)
+        over = None if limits is None else await ctx.budget_at_dispatch(job, tx, limits)
         if over is None:
             now = ctx.clock()
             won = await jobs_repo.transition(  # False: cancelled meanwhile
