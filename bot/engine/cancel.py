@@ -10,6 +10,7 @@ import logging
 
 from bot.engine.scheduler import FairScheduler
 from bot.engine.settlement import Settlement
+from bot.engine.shared_dispatch import CANCEL_CHANNEL
 from bot.errors import NoSuchJob
 from bot.i18n import ENGLISH, Text, translate
 from bot.model import CancelOutcome, CancelResult, JobState, Requester
@@ -59,6 +60,10 @@ async def cancel_job(
         async with db.transaction(serial=False) as tx:
             await jobs_repo.update_job(tx, job_id, cancel_requested=1)
         cancel_requests.add(job_id)
+        try:  # the run may be another process's: tell it now rather than at its next heartbeat
+            await db.notify(CANCEL_CHANNEL, str(job_id))
+        except Exception:  # the stored flag reaches it with the heartbeat instead
+            log.warning("job=%s could not tell the other processes of the cancel", job_id)
         log.info("job=%s cancel requested by %s", job_id, caller_id)
         return _result(job_id, CancelOutcome.CANCELLING, CANCELLING)
     return _result(job_id, CancelOutcome.FINISHED, ENDED, state=Text(job.state.value))

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: The LISTEN/NOTIFY channel that says "a job was queued or a slot freed: try to claim".
 WAKE_CHANNEL = "flexbot_queue"
+#: The channel that says "cancel this job" (the payload: its id), asked in another process.
+CANCEL_CHANNEL = "flexbot_cancel"
 
 
 def worker_name(settings: Settings) -> str:
@@ -109,7 +111,8 @@ class SharedDispatcher(Dispatcher):
     # -- claiming --------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        await self.db.listen(WAKE_CHANNEL, self._wake.set)
+        await self.db.listen(WAKE_CHANNEL, lambda _: self._wake.set())
+        await self.db.listen(CANCEL_CHANNEL, self._cancel_asked)
         while not self._stopping.is_set():
             self._wake.clear()
             try:
@@ -159,6 +162,12 @@ class SharedDispatcher(Dispatcher):
         super()._spawn(job_id, user_id)
         # A freed slot is everyone's: when this run ends, wake the other processes too.
         self.workers[job_id].add_done_callback(lambda _: self._tell_others())
+
+    def _cancel_asked(self, payload: str) -> None:
+        """A cancel asked in another process for a job that may run here: the run sees it in
+        ``cancel_requests`` at its next step (the stored flag covers a lost notification)."""
+        if payload.isdigit() and int(payload) in self.workers:
+            self.cancel_requests.add(int(payload))
 
     # -- heartbeat ---------------------------------------------------------------------------------
 

@@ -242,12 +242,12 @@ class Database:
         whether this process holds it. One process owns a SQLite database, so always True."""
         yield True
 
-    async def listen(self, channel: str, callback: Callable[[], object]) -> None:
-        """Call ``callback`` when any process sharing this database calls :meth:`notify` on
-        ``channel``. One process owns a SQLite database, so there is nobody to hear."""
+    async def listen(self, channel: str, callback: Callable[[str], object]) -> None:
+        """Call ``callback(payload)`` when any process sharing this database calls
+        :meth:`notify` on ``channel``. One process owns a SQLite database: nobody to hear."""
 
-    async def notify(self, channel: str) -> None:
-        """Wake the other processes listening on ``channel``."""
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Tell the other processes listening on ``channel``."""
 
 
 #: What a read goes through: the database, or the transaction it must see the writes of.

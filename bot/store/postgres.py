@@ -139,18 +139,18 @@ class PostgresDatabase(Database):
                 await self._listener.close()
         await self.pool.close()
 
-    async def listen(self, channel: str, callback: Callable[[], object]) -> None:
+    async def listen(self, channel: str, callback: Callable[[str], object]) -> None:
         """LISTEN on a connection of its own, outside the pool (it stays subscribed)."""
         if self._listener is None:
             self._listener = await asyncpg.connect(self.url)
 
-        def heard(*_: object) -> None:
-            callback()
+        def heard(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            callback(str(payload))
 
         await self._listener.add_listener(channel, heard)
 
-    async def notify(self, channel: str) -> None:
-        await self.pool.execute("SELECT pg_notify($1, '')", channel)
+    async def notify(self, channel: str, payload: str = "") -> None:
+        await self.pool.execute("SELECT pg_notify($1, $2)", channel, payload)
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
         return list(await self.pool.fetch(to_dollar(sql), *args))

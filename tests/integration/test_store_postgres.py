@@ -13,6 +13,7 @@ import pytest
 
 from bot.errors import SchemaTooNew, UserError
 from bot.fal.fake import FakeFal
+from bot.model import JobState, Requester
 from bot.store import usage
 from bot.store.blobs import DatabaseBlobs
 from bot.store.db import Database, execute, fetch_one, migrations
@@ -151,3 +152,26 @@ async def test_a_daily_cap_holds_when_two_processes_admit_at_once(
         spent = await usage.spend_by_day(a.db, 0, 2e10, user_id=5)
     assert sorted(admitted) == ["admitted"] * 3 + ["user_daily_cap"] * 13
     assert sum(spent.values()) == cap
+
+
+async def test_a_cancel_asked_in_another_process_reaches_the_run_at_once(
+    tmp_path: Path, fake_fal: FakeFal, pg_url: str
+) -> None:
+    # The job runs in process A; the member's Cancel button is answered by process B (another
+    # shard). A's heartbeat would learn of it within a third of the 30 s lease; the notification
+    # makes it reach fal now.
+    fake_fal.configure(processing_time=30)
+    async with (
+        engine_kit(tmp_path / "a", fake_fal.url, database_url=pg_url, worker_name="a") as a,
+        engine_kit(
+            tmp_path / "b", fake_fal.url, database_url=pg_url, worker_name="b", start=False
+        ) as b,
+    ):
+        ticket = await a.submit(user=1)
+        await a.engine.wait_for_state(ticket.job_id, [JobState.RUNNING])
+        answer = await b.engine.cancel(ticket.job_id, Requester(1, 10, 100))
+        assert answer.outcome == "cancelling"
+        job = await a.engine.wait_for_state(ticket.job_id, timeout=3)
+    assert job.state == JobState.CANCELLED
+    assert (job.charged_micros, job.held_micros) == (0, 0)
+    assert len(fake_fal.calls("cancel")) == 1
