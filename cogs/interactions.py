@@ -11,6 +11,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot import params
 from bot.core import Core
 from bot.errors import UserError
 from bot.languages import ServerLanguages
@@ -19,6 +20,8 @@ from bot.permissions import missing_for_posting
 
 #: fal's safety levels as slash-command choices: "1" strictest .. "5" most permissive.
 SAFETY_CHOICES = [app_commands.Choice(name=t.value, value=t.value) for t in SafetyTolerance]
+#: fal's output sizes (``auto`` and the presets) as slash-command choices.
+SIZE_CHOICES = [app_commands.Choice(name=s, value=s) for s in params.SIZE_CHOICES]
 
 
 async def server_locale(core: Core, guild_id: int | None, guild_locale: object) -> str:

@@ -8,11 +8,11 @@ import discord
 from discord import app_commands
 
 from bot.core import Core
-from bot.params import SIZE_CHOICES, ChannelDefaults
+from bot.params import ChannelDefaults
 from cogs.admin.group import AdminSubgroup, guild_id_of, reply
 from cogs.admin.render import render_filter_list, render_filter_test
 from cogs.errors import locale_of
-from cogs.interactions import SAFETY_CHOICES
+from cogs.interactions import SAFETY_CHOICES, SIZE_CHOICES
 
 Kind = Literal["word", "pattern"]
 
@@ -76,9 +76,7 @@ class DefaultsGroup(AdminSubgroup):
         format="Output format",
         safety="Safety tolerance (at most the channel's limit)",
     )
-    @app_commands.choices(
-        size=[app_commands.Choice(name=s, value=s) for s in SIZE_CHOICES], safety=SAFETY_CHOICES
-    )
+    @app_commands.choices(size=SIZE_CHOICES, safety=SAFETY_CHOICES)
     async def set_(
         self,
         interaction: discord.Interaction,

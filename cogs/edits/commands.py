@@ -17,11 +17,12 @@ from bot.i18n import translate
 from bot.images import NormalizedImage, check_size, is_supported_upload
 from bot.intake import new_input
 from bot.model import MAX_IMAGES, EditParams, EditRequest, JobState, JobTicket, Origin
-from bot.params import SIZE_CHOICES, parse_edit_params
+from bot.params import parse_edit_params
 from cogs.edits import render
 from cogs.errors import locale_of, report
 from cogs.interactions import (
     SAFETY_CHOICES,
+    SIZE_CHOICES,
     channel_is_nsfw,
     core_of,
     gate,
@@ -232,9 +233,7 @@ class Edit(commands.Cog):
         safety="Safety tolerance: 1 strictest .. 5 most permissive",
         safety_checker="Leave on; off only in age-restricted channels that allow it",
     )
-    @app_commands.choices(
-        size=[app_commands.Choice(name=s, value=s) for s in SIZE_CHOICES], safety=SAFETY_CHOICES
-    )
+    @app_commands.choices(size=SIZE_CHOICES, safety=SAFETY_CHOICES)
     async def edit(
         self,
         interaction: discord.Interaction[Any],
